@@ -1,0 +1,194 @@
+"""Convert many files in a pool of worker processes; the parent alone commits results.
+
+Workers never raise (they return an `InstanceResult`); the parent moves each staged
+folder into the tree, detects duplicate SOP Instance UIDs within the run, and keeps
+going when a worker process dies: the files that were in flight are re-run one at a
+time so the one that kills its worker is reported and the rest are converted.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import __version__, layout
+from .commit import commit_instance
+from .instance import ConvertOptions, InstanceResult, convert_file
+from .multipart import COPY_BLOCK
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FILES_FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+@dataclass
+class RunSummary:
+    output: Path
+    results: list[InstanceResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(r.bytes_in for r in self.results if r.status == "converted")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FILES_FAILED if self.count("failed") else ExitCode.OK
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "tool": {"name": "dcmweb-static", "version": __version__},
+            "output": str(self.output),
+            "seconds": round(self.seconds, 3),
+            "counts": {s: self.count(s) for s in ("converted", "duplicate", "skipped", "failed")},
+            "files": [r.report_record() for r in self.results],
+        }
+
+
+def write_report(summary: RunSummary, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+_WORKER_BUFFER: bytearray | None = None
+
+
+def _convert_in_worker(path: str, options: ConvertOptions, staging_root: str) -> InstanceResult:
+    global _WORKER_BUFFER
+    if _WORKER_BUFFER is None:
+        _WORKER_BUFFER = bytearray(COPY_BLOCK)
+    return convert_file(path, options, Path(staging_root), _WORKER_BUFFER)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_staging(staging_parent: Path) -> None:
+    """Remove staging folders left by killed runs, so a re-run leaves the same tree."""
+    if not staging_parent.is_dir():
+        return
+    for entry in staging_parent.iterdir():
+        parts = entry.name.split("-")
+        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit():
+            if not _pid_alive(int(parts[1])):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+class Converter:
+    """Runs a batch. `on_result` is called in the parent for every finished file."""
+
+    def __init__(self, options: ConvertOptions, jobs: int | None = None,
+                 on_result: Callable[[InstanceResult], None] | None = None) -> None:
+        self.options = options
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.on_result = on_result or (lambda result: None)
+        self._seen: dict[str, InstanceResult] = {}
+
+    def run(self, files: Iterable[Path]) -> RunSummary:
+        started = time.perf_counter()
+        root = self.options.output
+        summary = RunSummary(output=root)
+        staging_parent = root / layout.STAGING_DIR
+        _clean_stale_staging(staging_parent)
+        staging_root = staging_parent / f"run-{os.getpid()}-{time.time_ns()}"
+        staging_root.mkdir(parents=True)
+        try:
+            pending = [str(p) for p in files]
+            self._run_pool(pending, str(staging_root), summary)
+        finally:
+            shutil.rmtree(staging_root, ignore_errors=True)
+            try:
+                staging_parent.rmdir()
+            except OSError:
+                pass  # another run's staging is still there
+            summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _finish(self, result: InstanceResult, summary: RunSummary) -> None:
+        if result.status == "converted":
+            self._commit(result)
+        summary.results.append(result)
+        self.on_result(result)
+
+    def _commit(self, result: InstanceResult) -> None:
+        assert result.staging and result.sop_uid and result.study_uid and result.series_uid
+        earlier = self._seen.get(result.sop_uid)
+        if earlier is not None:
+            shutil.rmtree(result.staging, ignore_errors=True)
+            if earlier.sha256 == result.sha256:
+                result.status = "duplicate"
+                result.reason = f"same file content as {earlier.path}"
+            else:
+                result.status = "failed"
+                result.reason = (f"SOP Instance UID {result.sop_uid} already converted from "
+                                 f"{earlier.path} with different content; kept the first")
+            result.staging = None
+            return
+        try:
+            commit_instance(self.options.output, Path(result.staging), result.study_uid,
+                            result.series_uid, result.sop_uid)
+        except OSError as exc:
+            shutil.rmtree(result.staging, ignore_errors=True)
+            result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
+        else:
+            self._seen[result.sop_uid] = result
+        result.staging = None
+
+    def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
+        queue = list(reversed(paths))
+        window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
+        while queue:
+            crashed: list[str] = []
+            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+                running: dict[Future[InstanceResult], str] = {}
+                while (queue or running) and not crashed:
+                    while queue and len(running) < window:
+                        path = queue.pop()
+                        future = pool.submit(_convert_in_worker, path, self.options,
+                                             staging_root)
+                        running[future] = path
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        path = running.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            crashed.append(path)
+                            continue
+                        self._finish(result, summary)
+                crashed.extend(running.values())
+            for path in crashed:
+                self._run_isolated(path, staging_root, summary)
+
+    def _run_isolated(self, path: str, staging_root: str, summary: RunSummary) -> None:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            try:
+                result = pool.submit(_convert_in_worker, path, self.options, staging_root).result()
+            except BrokenProcessPool:
+                result = InstanceResult(path=path, status="failed",
+                                        reason="the worker process died while converting it")
+        self._finish(result, summary)

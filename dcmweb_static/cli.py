@@ -1,0 +1,91 @@
+"""The `dcmweb` command line: parses options, runs the library, reports. No work here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from tqdm import tqdm
+
+from . import __version__
+from .batch import Converter, ExitCode, write_report
+from .inputs import iter_input_files
+from .instance import ConvertOptions, InstanceResult
+from .jsonmodel import BulkThresholds
+from .summary import print_summary
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, package_name="dcmweb-static", prog_name="dcmweb")
+def main() -> None:
+    """Turn DICOM Part 10 files into a static DICOMweb tree."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("-d", "--dicomweb-dir", "output", default="/dicomweb", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: the DICOMweb base URL.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes [default: all cores].")
+@click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
+              help="Write metadata as .gz files (served with Content-Encoding: gzip).")
+@click.option("--private-bulk-size", "--privateBulkSize", "private_bulk_size", default=64,
+              show_default=True, type=click.IntRange(min=0),
+              help="Private values longer than this many bytes become BulkDataURI.")
+@click.option("--public-bulk-size", "--publicBulkSize", "public_bulk_size", default=131074,
+              show_default=True, type=click.IntRange(min=0),
+              help="Public values longer than this many bytes become BulkDataURI.")
+@click.option("--base-url", default=None,
+              help="Write absolute BulkDataURIs under this URL instead of relative ones.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a JSON record of every input file here.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
+def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
+            private_bulk_size: int, public_bulk_size: int, base_url: str | None,
+            report_path: Path | None, quiet: bool, verbose: bool) -> None:
+    """Convert DICOM files and folders (searched recursively) into OUTPUT."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        if not os.access(output, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise click.ClickException(f"cannot create output folder {output}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+    files = list(iter_input_files(inputs, exclude=output))
+    options = ConvertOptions(
+        output=output,
+        gzip=use_gzip,
+        thresholds=BulkThresholds(private=private_bulk_size, public=public_bulk_size),
+        base_url=base_url,
+    )
+    err = Console(stderr=True)
+    progress = tqdm(total=len(files), unit="file", file=sys.stderr, disable=quiet,
+                    dynamic_ncols=True)
+
+    def on_result(result: InstanceResult) -> None:
+        progress.update(1)
+        if verbose:
+            progress.write(f"{result.status}: {result.path}"
+                           + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
+
+    converter = Converter(options, jobs=jobs, on_result=on_result)
+    summary = None
+    try:
+        summary = converter.run(files)
+    except KeyboardInterrupt:
+        progress.close()
+        err.print("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    finally:
+        progress.close()
+        if summary is not None and report_path is not None:
+            write_report(summary, report_path)
+    if not quiet:
+        print_summary(summary, err, verbose=verbose)
+    sys.exit(summary.exit_code)

@@ -1,0 +1,167 @@
+"""Where each frame's bytes lie in the source stream (PS3.5 8.2 and A.4).
+
+A frame is a list of (offset, length) segments to be joined: one slice of native Pixel
+Data, or the values of one or more fragments. 1-bit native frames that do not start on
+a byte boundary carry a bit offset and are re-packed when copied.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pydicom.dataset import Dataset
+
+from .errors import ConversionError, TruncatedError
+from .p10 import PixelDataElement
+from .transfer_syntax import TransferSyntax
+
+
+@dataclass(frozen=True)
+class Frame:
+    segments: tuple[tuple[int, int], ...]
+    #: for bit-packed frames: first bit (0-7) inside the first byte, and the bit count
+    bit_offset: int = 0
+    bit_length: int | None = None
+
+    @property
+    def length(self) -> int:
+        if self.bit_length is not None:
+            return (self.bit_length + 7) // 8
+        return sum(length for _, length in self.segments)
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    frames: list[Frame]
+    method: str  # how the frame boundaries were found, recorded in info
+
+
+def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value in (None, ""):
+        if default is None:
+            raise ConversionError(f"Pixel Data present but {keyword} is missing")
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConversionError(f"{keyword} has an unusable value {value!r}") from None
+
+
+def number_of_frames(ds: Dataset) -> int:
+    frames = _int_attr(ds, "NumberOfFrames", 1)
+    if frames < 1:
+        raise ConversionError(f"NumberOfFrames is {frames}")
+    return frames
+
+
+def native_frames(ds: Dataset, pixel: PixelDataElement) -> FrameLayout:
+    """Slice native Pixel Data (also Float/Double Float Pixel Data) into frames."""
+    rows = _int_attr(ds, "Rows")
+    columns = _int_attr(ds, "Columns")
+    samples = _int_attr(ds, "SamplesPerPixel", 1)
+    default_bits = {0x7FE00008: 32, 0x7FE00009: 64}.get(pixel.tag)
+    bits = _int_attr(ds, "BitsAllocated", default_bits)
+    frames = number_of_frames(ds)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        samples = 2  # two samples per pixel on average once chroma is subsampled
+    frame_bits = rows * columns * samples * bits
+    needed = (frames * frame_bits + 7) // 8
+    assert pixel.length is not None
+    if pixel.length < needed:
+        raise TruncatedError(
+            f"Pixel Data holds {pixel.length} bytes but {frames} frame(s) of "
+            f"{rows}x{columns}x{samples} at {bits} bits need {needed}"
+        )
+    start = pixel.value_offset
+    if frame_bits % 8 == 0:
+        size = frame_bits // 8
+        return FrameLayout(
+            [Frame(((start + i * size, size),)) for i in range(frames)], "native"
+        )
+    out = []
+    for i in range(frames):
+        first_bit = i * frame_bits
+        first_byte = first_bit // 8
+        last_byte = (first_bit + frame_bits + 7) // 8
+        out.append(
+            Frame(((start + first_byte, last_byte - first_byte),), first_bit % 8, frame_bits)
+        )
+    return FrameLayout(out, "native-bit-packed")
+
+
+# The first bytes that open a frame's codestream, for PS3.5 A.4 frame counting when there
+# is no offset table: JPEG and JPEG-LS SOI, JPEG 2000 SOC+SIZ, JP2 signature box, JPEG XL.
+_FRAME_STARTS = (b"\xff\xd8\xff", b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ", b"\xff\x0a",
+                 b"\x00\x00\x00\x0cJXL ")
+
+
+def encapsulated_frames(
+    ds: Dataset, pixel: PixelDataElement, ts: TransferSyntax, stream: BinaryIO
+) -> FrameLayout:
+    """Group fragments into frames: Extended Offset Table, else Basic Offset Table, else
+    the counting rules of PS3.5 A.4 (one frame; one fragment each; codestream starts)."""
+    fragments = pixel.fragments
+    if ts.video:
+        return FrameLayout([Frame(tuple((f.value_offset, f.length) for f in fragments))],
+                           "video-stream")
+    frames = number_of_frames(ds)
+    if not fragments:
+        raise ConversionError("encapsulated Pixel Data has no fragments")
+    first_item = fragments[0].item_offset
+    index_of = {f.item_offset - first_item: i for i, f in enumerate(fragments)}
+
+    def by_offsets(offsets: list[int]) -> list[Frame] | None:
+        if len(offsets) != frames or any(o not in index_of for o in offsets):
+            return None
+        starts = [index_of[o] for o in offsets]
+        if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+            return None
+        ends = starts[1:] + [len(fragments)]
+        return [
+            Frame(tuple((f.value_offset, f.length) for f in fragments[s:e]))
+            for s, e in zip(starts, ends)
+        ]
+
+    eot = ds.get_item(0x7FE00001)
+    if eot is not None and eot.value:
+        raw = bytes(eot.value)
+        found = by_offsets(list(struct.unpack(f"<{len(raw) // 8}Q", raw)))
+        if found is not None:
+            return FrameLayout(found, "extended-offset-table")
+    if pixel.basic_offset_table:
+        found = by_offsets(pixel.basic_offset_table)
+        if found is not None:
+            return FrameLayout(found, "basic-offset-table")
+    if frames == 1:
+        return FrameLayout(
+            [Frame(tuple((f.value_offset, f.length) for f in fragments))], "single-frame"
+        )
+    if len(fragments) == frames:
+        return FrameLayout(
+            [Frame(((f.value_offset, f.length),)) for f in fragments], "fragment-per-frame"
+        )
+    if not ts.one_fragment_per_frame:
+        starts = []
+        for f in fragments:
+            stream.seek(f.value_offset)
+            head = stream.read(12)
+            if any(head.startswith(marker) for marker in _FRAME_STARTS):
+                starts.append(f.item_offset - first_item)
+        found = by_offsets(starts)
+        if found is not None:
+            return FrameLayout(found, "codestream-markers")
+    raise ConversionError(
+        f"cannot find frame boundaries: {frames} frames in {len(fragments)} fragments "
+        "with no usable offset table"
+    )
+
+
+def frame_layout(
+    ds: Dataset, pixel: PixelDataElement, ts: TransferSyntax, stream: BinaryIO
+) -> FrameLayout:
+    if pixel.encapsulated:
+        return encapsulated_frames(ds, pixel, ts, stream)
+    return native_frames(ds, pixel)

@@ -1,0 +1,86 @@
+"""The `info` record: what a lossless P10 rebuild needs, and where the instance came from."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from . import __version__
+from .frames import FrameLayout
+from .multipart import BOUNDARY
+from .p10 import ParsedP10
+
+
+def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
+    """Sequences and items that were written with undefined length, as tag paths."""
+    found: list[str] = []
+    for elem in ds.elements():
+        if getattr(elem, "VR", None) != "SQ" or not hasattr(elem, "is_undefined_length"):
+            continue
+        name = f"{path}{elem.tag:08X}"
+        if elem.is_undefined_length:
+            found.append(name)
+        for i, item in enumerate(elem.value or []):
+            if getattr(item, "is_undefined_length_sequence_item", False):
+                found.append(f"{name}.{i}")
+            found.extend(undefined_length_paths(item, f"{name}.{i}."))
+    return found
+
+
+def build_info(
+    parsed: ParsedP10,
+    *,
+    source_path: str,
+    source_size: int,
+    sha256: str,
+    frames: FrameLayout | None,
+    gzip: bool,
+    media_type: str | None,
+) -> dict[str, Any]:
+    pixel = parsed.pixel_data
+    pixel_info: dict[str, Any] | None = None
+    if pixel is not None:
+        pixel_info = {
+            "tag": f"{pixel.tag:08X}",
+            "vr": pixel.vr,
+            "element_offset": pixel.element_offset,
+            "value_offset": pixel.value_offset,
+            "length": pixel.length,
+            "undefined_length": pixel.encapsulated,
+            "end_offset": pixel.end_offset,
+        }
+        if pixel.encapsulated:
+            pixel_info.update(
+                basic_offset_table=pixel.basic_offset_table,
+                basic_offset_table_item_offset=pixel.bot_item_offset,
+                fragments=[[f.item_offset, f.value_offset, f.length] for f in pixel.fragments],
+                extended_offset_table=0x7FE00001 in parsed.dataset,
+            )
+        if frames is not None:
+            pixel_info["frame_boundaries_from"] = frames.method
+            pixel_info["media_type"] = media_type
+            pixel_info["frames"] = [
+                {"segments": [list(s) for s in f.segments], "bit_offset": f.bit_offset,
+                 "bit_length": f.bit_length} if f.bit_length is not None
+                else [list(s) for s in f.segments]
+                for f in frames.frames
+            ]
+    return {
+        "tool": {"name": "dcmweb-static", "version": __version__},
+        "source": {"path": source_path, "size": source_size, "sha256": sha256},
+        "preamble": base64.b64encode(parsed.preamble).decode("ascii"),
+        "file_meta": base64.b64encode(parsed.file_meta_bytes).decode("ascii"),
+        "transfer_syntax_uid": parsed.transfer_syntax_uid,
+        "implicit_vr": parsed.is_implicit_vr,
+        "little_endian": parsed.is_little_endian,
+        "deflated": parsed.deflated,
+        "dataset_offset": parsed.dataset_offset,
+        "offsets_relative_to": "inflated data set" if parsed.deflated else "file",
+        "undefined_length": undefined_length_paths(parsed.dataset),
+        "trailing_padding": 0xFFFCFFFC in parsed.dataset,
+        "pixel_data": pixel_info,
+        "gzip": gzip,
+        "multipart_boundary": BOUNDARY,
+    }

@@ -1,0 +1,265 @@
+"""Convert one P10 file into a staged instance folder (metadata, frames, bulk data, info).
+
+The folder is built under the output's staging area and moved into the tree by
+`commit_instance`, so an instance appears whole or not at all. `convert_file` never
+raises: every outcome, failures included, is a `InstanceResult`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import traceback
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from . import layout
+from .errors import ConversionError
+from .frames import Frame, FrameLayout, frame_layout
+from .info import build_info
+from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
+from .multipart import (
+    COPY_BLOCK,
+    PART_FOOTER,
+    BoundaryChecker,
+    content_type,
+    part_header,
+    write_segments,
+)
+from .p10 import ParsedP10, parse_p10
+from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, OCTET_STREAM, lookup
+from .uids import InvalidUIDError, check_uid
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything a worker needs; small and picklable."""
+
+    output: Path
+    gzip: bool = True
+    gzip_level: int = 6
+    thresholds: BulkThresholds = field(default_factory=BulkThresholds)
+    base_url: str | None = None
+
+
+@dataclass
+class InstanceResult:
+    path: str
+    status: str  # "converted", "failed", "skipped" (and "duplicate", decided when committing)
+    reason: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    sha256: str | None = None
+    frames: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    staging: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def report_record(self) -> dict[str, Any]:
+        record = {
+            "path": self.path,
+            "status": self.status,
+            "reason": self.reason,
+            "study_instance_uid": self.study_uid,
+            "series_instance_uid": self.series_uid,
+            "sop_instance_uid": self.sop_uid,
+            "sha256": self.sha256,
+            "frames": self.frames,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "warnings": self.warnings or None,
+        }
+        return {k: v for k, v in record.items() if v is not None}
+
+
+def _gzip(data: bytes, level: int) -> bytes:
+    """gzip with mtime 0 and no file name, so re-runs write byte-identical files."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _sha256(stream: BinaryIO, buffer: bytearray) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    stream.seek(0)
+    size = 0
+    while n := stream.readinto(buffer):
+        digest.update(view[:n])
+        size += n
+    return digest.hexdigest(), size
+
+
+class _BulkWriter:
+    """Writes each bulk value as a single-part multipart file; returns its BulkDataURI."""
+
+    def __init__(self, folder: Path, uri_prefix: str, stream: BinaryIO, buffer: bytearray):
+        self.folder = folder
+        self.uri_prefix = uri_prefix
+        self.stream = stream
+        self.buffer = buffer
+        self.written = 0
+        self._header = part_header(OCTET_STREAM)
+
+    def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
+        self.folder.mkdir(exist_ok=True)
+        checker = BoundaryChecker()
+        with open(self.folder / name, "wb") as out:
+            out.write(self._header)
+            if data is not None:
+                checker.feed(data, len(data))
+                out.write(data)
+                length = len(data)
+            else:
+                assert source_range is not None
+                length = write_segments(out, self.stream, [source_range], self.buffer, checker)
+            out.write(PART_FOOTER)
+        self.written += len(self._header) + length + len(PART_FOOTER)
+        return f"{self.uri_prefix}bulkdata/{name}?offset={len(self._header)}&length={length}"
+
+
+def _write_frame(
+    path: Path, header: bytes, frame: Frame, stream: BinaryIO, buffer: bytearray
+) -> int:
+    checker = BoundaryChecker()
+    with open(path, "wb") as out:
+        out.write(header)
+        if frame.bit_length is None:
+            length = write_segments(out, stream, frame.segments, buffer, checker)
+        else:
+            (offset, size), = frame.segments
+            stream.seek(offset)
+            packed = int.from_bytes(stream.read(size), "little") >> frame.bit_offset
+            packed &= (1 << frame.bit_length) - 1
+            data = packed.to_bytes(frame.length, "little")
+            checker.feed(data, len(data))
+            out.write(data)
+            length = len(data)
+        out.write(PART_FOOTER)
+    return len(header) + length + len(PART_FOOTER)
+
+
+def _pixel_vr(parsed: ParsedP10) -> str:
+    pixel = parsed.pixel_data
+    assert pixel is not None
+    if pixel.tag == 0x7FE00008:
+        return "OF"
+    if pixel.tag == 0x7FE00009:
+        return "OD"
+    if pixel.encapsulated:
+        return "OB"
+    if pixel.vr in ("OB", "OW"):
+        return pixel.vr
+    bits = parsed.dataset.get("BitsAllocated", 16)
+    return "OW" if int(bits or 16) > 8 else "OB"
+
+
+def convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging_root: Path,
+                 buffer: bytearray | None = None) -> InstanceResult:
+    """Convert `path` into a new folder under `staging_root`. Never raises.
+
+    pydicom's warnings about the file (invalid values, VR mismatches) are kept in the
+    result for the report instead of being printed from the worker processes.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _convert_file(path, options, staging_root, buffer)
+    result.warnings = sorted({str(w.message) for w in caught})
+    return result
+
+
+def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging_root: Path,
+                  buffer: bytearray | None) -> InstanceResult:
+    started = time.perf_counter()
+    result = InstanceResult(path=str(path), status="failed")
+    staging: Path | None = None
+    buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
+    try:
+        with open(path, "rb") as fp:
+            result.sha256, result.bytes_in = _sha256(fp, buffer)
+            fp.seek(0)
+            defer = max(options.thresholds.public, options.thresholds.private)
+            parsed = parse_p10(fp, defer_size=defer)
+            if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+                result.status, result.reason = "skipped", "DICOMDIR (media directory), not an instance"
+                return result
+            ds = parsed.dataset
+            result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
+            result.series_uid = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
+            result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
+            staging = Path(staging_root) / f"{result.sop_uid}.{os.getpid()}.{time.monotonic_ns()}"
+            staging.mkdir(parents=True)
+            result.frames, result.bytes_out = _write_instance(
+                parsed, result, options, staging, buffer
+            )
+        result.status = "converted"
+        result.staging = str(staging)
+    except (ConversionError, InvalidUIDError) as exc:
+        result.reason = str(exc)
+    except OSError as exc:
+        result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+    except Exception as exc:  # an input must never stop the batch; keep the reason
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        result.reason = (f"unexpected {type(exc).__name__}: {exc} "
+                         f"(at {Path(last.filename).name}:{last.lineno})")
+    finally:
+        result.seconds = time.perf_counter() - started
+        if result.status != "converted" and staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
+                    staging: Path, buffer: bytearray) -> tuple[int, int]:
+    """Write metadata, frames, bulk data and info into `staging`; (frames, bytes)."""
+    assert result.study_uid and result.series_uid and result.sop_uid
+    ds = parsed.dataset
+    pixel = parsed.pixel_data
+    ts = lookup(parsed.transfer_syntax_uid,
+                pixel_length_undefined=pixel.encapsulated if pixel else None)
+    uri_prefix = ""
+    if options.base_url:
+        uri_prefix = (options.base_url.rstrip("/") + "/"
+                      + layout.instance_url_path(result.study_uid, result.series_uid,
+                                                 result.sop_uid) + "/")
+    bulk = _BulkWriter(staging / "bulkdata", uri_prefix, parsed.stream, buffer)
+    metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
+    # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
+    # syntax named in metadata and in each frame's part always describes those bytes.
+    frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid
+    metadata[f"{AVAILABLE_TRANSFER_SYNTAX_UID:08X}"] = {"vr": "UI", "Value": [frame_syntax]}
+    written = bulk.written
+    layout_: FrameLayout | None = None
+    if pixel is not None:
+        metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed), "BulkDataURI": f"{uri_prefix}frames"}
+        layout_ = frame_layout(ds, pixel, ts, parsed.stream)
+        frames_dir = staging / "frames"
+        frames_dir.mkdir()
+        header = part_header(content_type(ts.media_type, frame_syntax))
+        for number, frame in enumerate(layout_.frames, start=1):
+            written += _write_frame(frames_dir / str(number), header, frame, parsed.stream,
+                                    buffer)
+    metadata = dict(sorted(metadata.items()))
+    document = orjson.dumps([metadata])
+    if options.gzip:
+        document = _gzip(document, options.gzip_level)
+    (staging / layout.metadata_name(options.gzip)).write_bytes(document)
+    info = build_info(parsed, source_path=os.path.abspath(result.path),
+                      source_size=result.bytes_in, sha256=result.sha256 or "",
+                      frames=layout_, gzip=options.gzip, media_type=ts.media_type)
+    info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
+    (staging / "info").write_bytes(info_bytes)
+    written += len(document) + len(info_bytes)
+    return (len(layout_.frames) if layout_ else 0), written
+

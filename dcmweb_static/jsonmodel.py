@@ -1,0 +1,231 @@
+"""The DICOM JSON model (PS3.18 F.2) built from a parsed dataset.
+
+pydicom decodes values (character sets, VR lookup, UN re-typing, ambiguous VRs); this
+module decides how each value is written, because `Dataset.to_json_dict` does not do
+what DICOMweb clients need: it has no per-tag-kind bulk thresholds, cannot refer to
+values left unread in the file, writes IS/DS values that lose precision or fail, and
+cannot express non-finite floats. Values over a threshold are handed to a `BulkSink`,
+which returns the BulkDataURI to write.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, BinaryIO, Protocol
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.tag import BaseTag
+
+from .errors import ConversionError, TruncatedError
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
+
+#: VRs whose values may be sent as BulkDataURI (PS3.18 F.2.6)
+BULK_VRS = frozenset(
+    "DS FL FD IS LT OB OD OF OL OV OW SL SS ST SV UC UL UN US UT UV".split()
+)
+BINARY_VRS = frozenset("OB OD OF OL OV OW UN".split())
+NUMBER_VRS = frozenset("FL FD SL SS SV UL US UV".split())
+# text VRs with a single value, in which a backslash is a character (PS3.5 6.2)
+SINGLE_VALUE_TEXT_VRS = frozenset("LT ST UT UR".split())
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class BulkSink(Protocol):
+    """Receives values that become bulk data; returns the BulkDataURI to write."""
+
+    def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
+        ...
+
+
+@dataclass(frozen=True)
+class BulkThresholds:
+    """Values longer than these many bytes become BulkDataURI."""
+
+    private: int = 64
+    public: int = 131074
+
+    def exceeded(self, tag: int, length: int) -> bool:
+        limit = self.private if (tag >> 16) & 1 else self.public
+        return length > limit
+
+
+def _skip(tag: int) -> bool:
+    """Group 0002 is not part of the dataset; group lengths and trailing padding carry
+    no information a JSON reader can use (PS3.18 F.2: they are not encoded)."""
+    return (tag >> 16) == 0x0002 or (tag & 0xFFFF) == 0 or tag == 0xFFFCFFFC or (tag >> 16) == 0
+
+
+def _resolved_vr(vr: str | None, tag: int) -> str:
+    if not vr:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return "UN"
+    if " or " in vr:
+        options = vr.split(" or ")
+        return "OW" if "OW" in options else options[0]
+    return vr
+
+
+def _number_of(text: str, vr: str) -> int | float | str | None:
+    """IS/DS as a JSON number when the number keeps the exact value, else the string."""
+    text = text.strip()
+    if not text:
+        return None
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if vr == "DS" and _DECIMAL.fullmatch(text):
+        number = float(text)
+        try:
+            if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
+                return number
+        except InvalidOperation:
+            pass
+    return text
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return list(value)
+    return [value]
+
+
+class JsonEncoder:
+    """Encodes one instance. `stream` is the source for values pydicom left unread."""
+
+    def __init__(self, thresholds: BulkThresholds, bulk: BulkSink, stream: BinaryIO) -> None:
+        self.thresholds = thresholds
+        self.bulk = bulk
+        self.stream = stream
+
+    def dataset(self, ds: Dataset, path: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for tag in sorted(ds.keys()):
+            if _skip(tag):
+                continue
+            key = f"{tag:08X}"
+            name = f"{path}{key}"
+            out[key] = self.element(ds, BaseTag(tag), name)
+        return out
+
+    def element(self, ds: Dataset, tag: BaseTag, name: str) -> dict[str, Any]:
+        raw = ds.get_item(tag)
+        raw_bytes: bytes | None = None
+        if isinstance(raw, RawDataElement):
+            length = raw.length
+            if raw.value is None and length not in (0, UNDEFINED_LENGTH):
+                # deferred by the reader: too big to be anything but bulk, or to be read now
+                vr = _resolved_vr(raw.VR, tag)
+                if vr in BULK_VRS and self.thresholds.exceeded(tag, length):
+                    return {"vr": vr, "BulkDataURI": self.bulk.add(name, None,
+                                                                   (raw.value_tell, length))}
+                self.stream.seek(raw.value_tell)
+                data = self.stream.read(length)
+                if len(data) != length:
+                    raise TruncatedError(f"file ends inside element {tag}")
+                raw = raw._replace(value=data)
+                ds._dict[tag] = raw
+            elif raw.value is not None and length != UNDEFINED_LENGTH and len(raw.value) != length:
+                raise TruncatedError(f"file ends inside element {tag}")
+            raw_bytes = raw.value
+        try:
+            elem = ds[tag]
+        except Exception as exc:  # pydicom's value conversion: report, don't guess
+            raise ConversionError(f"element {tag} cannot be decoded: {exc}") from None
+        vr = _resolved_vr(elem.VR, tag)
+        if vr == "SQ":
+            items = [self.dataset(item, f"{name}.{i}.") for i, item in enumerate(elem.value or [])]
+            return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+        if vr in BINARY_VRS or vr not in _ENCODERS:
+            data = raw_bytes if raw_bytes is not None else _bytes_value(elem)
+            if not data:
+                return {"vr": vr}
+            if self.thresholds.exceeded(tag, len(data)):
+                return {"vr": vr, "BulkDataURI": self.bulk.add(name, data, None)}
+            return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")}
+        if raw_bytes is not None and vr in BULK_VRS and self.thresholds.exceeded(tag, len(raw_bytes)):
+            return {"vr": vr, "BulkDataURI": self.bulk.add(name, raw_bytes, None)}
+        values = _ENCODERS[vr](elem.value, vr)
+        if vr in ("FL", "FD") and any(isinstance(v, float) and not math.isfinite(v)
+                                      for v in values):
+            # JSON numbers cannot hold NaN or infinity; bulk data keeps them exactly
+            data = raw_bytes if raw_bytes is not None else _bytes_value(elem)
+            return {"vr": vr, "BulkDataURI": self.bulk.add(name, data, None)}
+        if not values or all(v is None for v in values) and len(values) == 1:
+            return {"vr": vr}
+        return {"vr": vr, "Value": values}
+
+
+def _bytes_value(elem: DataElement) -> bytes:
+    value = elem.value
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise ConversionError(f"element {elem.tag} has no raw bytes to publish")
+
+
+def _strings(value: Any, vr: str) -> list[str | None]:
+    if vr in SINGLE_VALUE_TEXT_VRS:
+        text = "" if value is None else str(value)
+        return [text] if text else []
+    items = _as_list(value)
+    if len(items) == 1:
+        text = "" if items[0] is None else str(items[0])
+        return [text] if text else []
+    return [str(v) if v not in (None, "") else None for v in items]
+
+
+def _person_names(value: Any, vr: str) -> list[dict[str, str] | None]:
+    out: list[dict[str, str] | None] = []
+    for name in _as_list(value):
+        if name is None:
+            out.append(None)
+            continue
+        components = getattr(name, "components", None)
+        if components is None:
+            components = tuple(str(name).split("="))
+        groups = {g: c for g, c in zip(_PN_GROUPS, components) if c}
+        out.append(groups or None)
+    return out
+
+
+def _numbers(value: Any, vr: str) -> list[int | float]:
+    if isinstance(value, (bytes, bytearray)):  # pydicom leaves odd-length values as bytes
+        raise ConversionError(f"{vr} value of {len(value)} bytes is not a whole number of values")
+    return [float(v) if vr in ("FL", "FD") else int(v) for v in _as_list(value)]
+
+
+def _decimal_strings(value: Any, vr: str) -> list[int | float | str | None]:
+    items = _as_list(value)
+    out = [
+        _number_of(getattr(v, "original_string", None) or str(v), vr) if v is not None else None
+        for v in items
+    ]
+    return out
+
+
+def _tags(value: Any, vr: str) -> list[str]:
+    return [f"{int(v):08X}" for v in _as_list(value)]
+
+
+_ENCODERS = {
+    **{vr: _strings for vr in "AE AS CS DA DT LO LT SH ST TM UC UI UR UT".split()},
+    "PN": _person_names,
+    "AT": _tags,
+    "IS": _decimal_strings,
+    "DS": _decimal_strings,
+    **{vr: _numbers for vr in NUMBER_VRS},
+}

@@ -1,0 +1,39 @@
+"""The one-screen end-of-run summary (a rich table on stderr)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .batch import RunSummary
+
+MAX_LISTED_PROBLEMS = 20
+
+
+def print_summary(summary: RunSummary, console: Console, *, verbose: bool = False) -> None:
+    seconds = max(summary.seconds, 1e-9)
+    mb = summary.bytes_in / 1e6
+    table = Table(title=f"dcmweb convert → {summary.output}", title_justify="left")
+    for column in ("converted", "duplicates", "skipped", "failed", "MB in", "seconds",
+                   "MB/s", "files/s"):
+        table.add_column(column, justify="right")
+    converted = summary.count("converted")
+    table.add_row(
+        str(converted),
+        str(summary.count("duplicate")),
+        str(summary.count("skipped")),
+        str(summary.count("failed")),
+        f"{mb:.1f}",
+        f"{summary.seconds:.2f}",
+        f"{mb / seconds:.1f}",
+        f"{converted / seconds:.1f}",
+    )
+    console.print(table)
+    problems = [r for r in summary.results if r.status != "converted"]
+    shown = problems if verbose else problems[:MAX_LISTED_PROBLEMS]
+    for result in shown:
+        style = "red" if result.status == "failed" else "yellow"
+        console.print(f"[{style}]{result.status}[/{style}] {result.path}: {result.reason}",
+                      markup=True, highlight=False, soft_wrap=True)
+    if len(problems) > len(shown):
+        console.print(f"… and {len(problems) - len(shown)} more (see --report or --verbose)")

@@ -11,3 +11,7 @@ class NotDicomError(ConversionError):
 
 class TruncatedError(ConversionError):
     """The input ends before an element it declares."""
+
+
+class UnframeableError(ConversionError):
+    """Pixel Data whose frames cannot be delimited (image attributes missing)."""

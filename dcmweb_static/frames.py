@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
-from .errors import ConversionError, TruncatedError
+from .errors import ConversionError, TruncatedError, UnframeableError
 from .p10 import PixelDataElement
 from .transfer_syntax import TransferSyntax
 
@@ -42,7 +42,7 @@ def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
     value = ds.get(keyword, default)
     if value in (None, ""):
         if default is None:
-            raise ConversionError(f"Pixel Data present but {keyword} is missing")
+            raise UnframeableError(f"Pixel Data present but {keyword} is missing")
         return default
     try:
         return int(value)

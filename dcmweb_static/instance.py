@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from . import layout
-from .errors import ConversionError
+from .errors import ConversionError, UnframeableError
 from .frames import Frame, FrameLayout, frame_layout
 from .info import build_info
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
@@ -175,7 +175,7 @@ def convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _convert_file(path, options, staging_root, buffer)
-    result.warnings = sorted({str(w.message) for w in caught})
+    result.warnings = sorted(set(result.warnings) | {str(w.message) for w in caught})
     return result
 
 
@@ -242,8 +242,20 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
     written = bulk.written
     layout_: FrameLayout | None = None
     if pixel is not None:
+        try:
+            layout_ = frame_layout(ds, pixel, ts, parsed.stream)
+        except UnframeableError as exc:
+            # Without Rows/Columns/... there are no frames to cut, but the value is still
+            # published whole as bulk data: nothing in the source is dropped.
+            result.warnings.append(f"{exc}; Pixel Data published as one bulk data value")
+            start = pixel.value_offset
+            end = pixel.end_offset
+            uri = bulk.add(f"{pixel.tag:08X}", None, (start, end - start))
+            metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed), "BulkDataURI": uri}
+            written = bulk.written
+    if layout_ is not None:
+        assert pixel is not None
         metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed), "BulkDataURI": f"{uri_prefix}frames"}
-        layout_ = frame_layout(ds, pixel, ts, parsed.stream)
         frames_dir = staging / "frames"
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))

@@ -192,7 +192,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             defer = max(options.thresholds.public, options.thresholds.private)
             parsed = parse_p10(fp, defer_size=defer)
             if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
-                result.status, result.reason = "skipped", "DICOMDIR (media directory), not an instance"
+                result.status = "skipped"
+                result.reason = "DICOMDIR (media directory), not an instance"
                 return result
             ds = parsed.dataset
             result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
@@ -255,7 +256,8 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
             written = bulk.written
     if layout_ is not None:
         assert pixel is not None
-        metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed), "BulkDataURI": f"{uri_prefix}frames"}
+        metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed),
+                                        "BulkDataURI": f"{uri_prefix}frames"}
         frames_dir = staging / "frames"
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))

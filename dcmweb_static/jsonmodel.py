@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO, Protocol
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.datadict import dictionary_VR
 from pydicom.tag import BaseTag
 
 from .errors import ConversionError, TruncatedError
@@ -35,6 +35,8 @@ BINARY_VRS = frozenset("OB OD OF OL OV OW UN".split())
 NUMBER_VRS = frozenset("FL FD SL SS SV UL US UV".split())
 # text VRs with a single value, in which a backslash is a character (PS3.5 6.2)
 SINGLE_VALUE_TEXT_VRS = frozenset("LT ST UT UR".split())
+# leading and trailing spaces are padding, per value (PS3.5 Table 6.2-1)
+SPACE_PADDED_VRS = frozenset("AE CS DA DT TM".split())
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -155,7 +157,8 @@ class JsonEncoder:
             if self.thresholds.exceeded(tag, len(data)):
                 return {"vr": vr, "BulkDataURI": self.bulk.add(name, data, None)}
             return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")}
-        if raw_bytes is not None and vr in BULK_VRS and self.thresholds.exceeded(tag, len(raw_bytes)):
+        if (raw_bytes is not None and vr in BULK_VRS
+                and self.thresholds.exceeded(tag, len(raw_bytes))):
             return {"vr": vr, "BulkDataURI": self.bulk.add(name, raw_bytes, None)}
         values = _ENCODERS[vr](elem.value, vr)
         if vr in ("FL", "FD") and any(isinstance(v, float) and not math.isfinite(v)
@@ -181,11 +184,15 @@ def _strings(value: Any, vr: str) -> list[str | None]:
     if vr in SINGLE_VALUE_TEXT_VRS:
         text = "" if value is None else str(value)
         return [text] if text else []
-    items = _as_list(value)
-    if len(items) == 1:
-        text = "" if items[0] is None else str(items[0])
-        return [text] if text else []
-    return [str(v) if v not in (None, "") else None for v in items]
+    strip = str.strip if vr in SPACE_PADDED_VRS else _rstrip_spaces
+    texts = ["" if v is None else strip(str(v)) for v in _as_list(value)]
+    if len(texts) == 1:
+        return texts if texts[0] else []
+    return [t or None for t in texts]
+
+
+def _rstrip_spaces(text: str) -> str:
+    return text.rstrip(" ")
 
 
 def _person_names(value: Any, vr: str) -> list[dict[str, str] | None]:
@@ -197,7 +204,9 @@ def _person_names(value: Any, vr: str) -> list[dict[str, str] | None]:
         components = getattr(name, "components", None)
         if components is None:
             components = tuple(str(name).split("="))
-        groups = {g: c for g, c in zip(_PN_GROUPS, components) if c}
+        # trailing empty components are padding (PS3.5 6.2.1): "Doe^John^^^" is "Doe^John"
+        stripped = (c.rstrip("^ ") for c in components)
+        groups = {g: c for g, c in zip(_PN_GROUPS, stripped) if c}
         out.append(groups or None)
     return out
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
     SecondaryCaptureImageStorage,
 )
 

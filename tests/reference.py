@@ -29,14 +29,17 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _strings(value: Any) -> list[str]:
-    out = ["" if v is None else str(v) for v in _listed(value)]
+    # padding spaces of each value are not significant (PS3.5 Table 6.2-1)
+    out = ["" if v is None else str(v).strip(" ") for v in _listed(value)]
     return [] if out == [""] else out
 
 
 def _pn(value: Any) -> list[str]:
     out = []
     for v in _listed(value):
-        text = "" if v is None else "=".join(getattr(v, "components", (str(v),)))
+        # trailing empty name components are padding (PS3.5 6.2.1)
+        groups = getattr(v, "components", (str(v),)) if v is not None else ("",)
+        text = "=".join(g.rstrip("^ ") for g in groups)
         out.append(text.rstrip("="))
     return [] if out == [""] else out
 

@@ -98,6 +98,15 @@ def _clean_stale_staging(staging_parent: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
+def _mark_duplicate(loser: InstanceResult, winner: InstanceResult) -> None:
+    if loser.sha256 == winner.sha256:
+        loser.status, loser.reason = "duplicate", f"same file content as {winner.path}"
+    else:
+        loser.status = "failed"
+        loser.reason = (f"SOP Instance UID {loser.sop_uid} also in {winner.path}, with "
+                        "different content; the first file in input order was kept")
+
+
 class Converter:
     """Runs a batch. `on_result` is called in the parent for every finished file."""
 
@@ -106,7 +115,7 @@ class Converter:
         self.options = options
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.on_result = on_result or (lambda result: None)
-        self._seen: dict[str, InstanceResult] = {}
+        self._seen: dict[str, tuple[int, InstanceResult]] = {}
 
     def run(self, files: Iterable[Path]) -> RunSummary:
         started = time.perf_counter()
@@ -128,67 +137,66 @@ class Converter:
             summary.seconds = time.perf_counter() - started
         return summary
 
-    def _finish(self, result: InstanceResult, summary: RunSummary) -> None:
+    def _finish(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         if result.status == "converted":
-            self._commit(result)
+            self._commit(index, result)
         summary.results.append(result)
         self.on_result(result)
 
-    def _commit(self, result: InstanceResult) -> None:
+    def _commit(self, index: int, result: InstanceResult) -> None:
+        """Move the staged folder into the tree. Of several files with one SOP Instance
+        UID the first in input order wins, whatever order the workers finish in, so a
+        re-run gives the same tree."""
         assert result.staging and result.sop_uid and result.study_uid and result.series_uid
+        staging, result.staging = Path(result.staging), None
         earlier = self._seen.get(result.sop_uid)
-        if earlier is not None:
-            shutil.rmtree(result.staging, ignore_errors=True)
-            if earlier.sha256 == result.sha256:
-                result.status = "duplicate"
-                result.reason = f"same file content as {earlier.path}"
-            else:
-                result.status = "failed"
-                result.reason = (f"SOP Instance UID {result.sop_uid} already converted from "
-                                 f"{earlier.path} with different content; kept the first")
-            result.staging = None
+        if earlier is not None and earlier[0] < index:
+            shutil.rmtree(staging, ignore_errors=True)
+            _mark_duplicate(result, earlier[1])
             return
         try:
-            commit_instance(self.options.output, Path(result.staging), result.study_uid,
+            commit_instance(self.options.output, staging, result.study_uid,
                             result.series_uid, result.sop_uid)
         except OSError as exc:
-            shutil.rmtree(result.staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
-        else:
-            self._seen[result.sop_uid] = result
-        result.staging = None
+            return
+        if earlier is not None:  # a later input had been committed first: it loses now
+            _mark_duplicate(earlier[1], result)
+        self._seen[result.sop_uid] = (index, result)
 
     def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
-        queue = list(reversed(paths))
+        queue = list(reversed(list(enumerate(paths))))
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
         while queue:
-            crashed: list[str] = []
+            crashed: list[tuple[int, str]] = []
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-                running: dict[Future[InstanceResult], str] = {}
+                running: dict[Future[InstanceResult], tuple[int, str]] = {}
                 while (queue or running) and not crashed:
                     while queue and len(running) < window:
-                        path = queue.pop()
+                        index, path = queue.pop()
                         future = pool.submit(_convert_in_worker, path, self.options,
                                              staging_root)
-                        running[future] = path
+                        running[future] = (index, path)
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
-                        path = running.pop(future)
+                        index, path = running.pop(future)
                         try:
                             result = future.result()
                         except BrokenProcessPool:
-                            crashed.append(path)
+                            crashed.append((index, path))
                             continue
-                        self._finish(result, summary)
+                        self._finish(index, result, summary)
                 crashed.extend(running.values())
-            for path in crashed:
-                self._run_isolated(path, staging_root, summary)
+            for index, path in sorted(crashed):
+                self._run_isolated(index, path, staging_root, summary)
 
-    def _run_isolated(self, path: str, staging_root: str, summary: RunSummary) -> None:
+    def _run_isolated(self, index: int, path: str, staging_root: str,
+                      summary: RunSummary) -> None:
         with ProcessPoolExecutor(max_workers=1) as pool:
             try:
                 result = pool.submit(_convert_in_worker, path, self.options, staging_root).result()
             except BrokenProcessPool:
                 result = InstanceResult(path=path, status="failed",
                                         reason="the worker process died while converting it")
-        self._finish(result, summary)
+        self._finish(index, result, summary)

@@ -125,9 +125,13 @@ def encapsulated_frames(
             for s, e in zip(starts, ends)
         ]
 
-    eot = ds.get_item(0x7FE00001)
-    if eot is not None and eot.value:
-        raw = bytes(eot.value)
+    eot = ds.get_item(0x7FE00001, keep_deferred=True)
+    if eot is not None and (eot.value or getattr(eot, "length", 0)):
+        if eot.value is None:  # a very long table the reader deferred
+            stream.seek(eot.value_tell)
+            raw = stream.read(eot.length)
+        else:
+            raw = bytes(eot.value)
         found = by_offsets(list(struct.unpack(f"<{len(raw) // 8}Q", raw)))
         if found is not None:
             return FrameLayout(found, "extended-offset-table")

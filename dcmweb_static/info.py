@@ -16,7 +16,8 @@ from .p10 import ParsedP10
 def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
     """Sequences and items that were written with undefined length, as tag paths."""
     found: list[str] = []
-    for elem in ds.elements():
+    for tag in ds.keys():
+        elem = ds.get_item(tag, keep_deferred=True)  # never read a deferred value here
         if getattr(elem, "VR", None) != "SQ" or not hasattr(elem, "is_undefined_length"):
             continue
         name = f"{path}{elem.tag:08X}"

@@ -123,7 +123,7 @@ class JsonEncoder:
         return out
 
     def element(self, ds: Dataset, tag: BaseTag, name: str) -> dict[str, Any]:
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         raw_bytes: bytes | None = None
         if isinstance(raw, RawDataElement):
             length = raw.length

@@ -139,6 +139,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
     dataset = _read_dataset(source, is_implicit, is_little, defer_size)
     is_implicit = dataset.original_encoding[0] if dataset.original_encoding[0] is not None \
         else is_implicit
+    _check_lengths(dataset, size)
     pixel = None
     position = source.tell()
     if position < size:
@@ -146,7 +147,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
         if source.tell() < size:
             trailing = _read_dataset(source, is_implicit, is_little, defer_size)
             for tag in trailing.keys():
-                dataset._dict[tag] = trailing.get_item(tag)
+                dataset._dict[tag] = trailing.get_item(tag, keep_deferred=True)
             if source.tell() < size:
                 raise TruncatedError(f"cannot parse data after offset {source.tell()}")
     return ParsedP10(
@@ -163,6 +164,15 @@ def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
         dataset_offset=dataset_offset,
         pixel_data=pixel,
     )
+
+
+def _check_lengths(dataset: Dataset, size: int) -> None:
+    """pydicom reads a value cut short by the end of the file without complaint; a value
+    that claims more bytes than the file has means the file is truncated."""
+    for raw in dataset._dict.values():
+        length = getattr(raw, "length", UNDEFINED_LENGTH)
+        if length != UNDEFINED_LENGTH and raw.value_tell + length > size:
+            raise TruncatedError(f"file ends inside element {raw.tag}")
 
 
 def _stop_at_pixel_data(tag: int, vr: str | None, length: int) -> bool:

@@ -89,3 +89,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     if not quiet:
         print_summary(summary, err, verbose=verbose)
     sys.exit(summary.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -211,3 +211,24 @@ def test_quiet_prints_nothing_and_version(good: Path, tmp_path: Path) -> None:
     assert code == 0 and output == ""
     code, output = run("--version")
     assert code == 0 and "dcmweb" in output
+
+
+def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Path) -> None:
+    from dcmweb_static.batch import Converter, RunSummary
+    from dcmweb_static.instance import ConvertOptions, convert_file
+
+    first = sorted(good.glob("*.dcm"))[0]
+    ds = pydicom.dcmread(first)
+    ds.PatientID = "CHANGED"
+    ds.save_as(tmp_path / "later.dcm")
+    out = tmp_path / "out"
+    options = ConvertOptions(output=out)
+    staging = out / ".tmp" / "test"
+    early = convert_file(first, options, staging)
+    late = convert_file(tmp_path / "later.dcm", options, staging)
+    converter, summary = Converter(options), RunSummary(output=out)
+    converter._finish(1, late, summary)  # the later input finishes first
+    converter._finish(0, early, summary)
+    assert (early.status, late.status) == ("converted", "failed")
+    (folder,) = _instances(out)
+    assert json.loads((folder / "info").read_text())["source"]["sha256"] == early.sha256

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from . import __version__, layout
+from .aggregate import aggregate
 from .commit import commit_instance
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
@@ -128,6 +129,9 @@ class Converter:
         try:
             pending = [str(p) for p in files]
             self._run_pool(pending, str(staging_root), summary)
+            touched = {r.study_uid for r in summary.results
+                       if r.status == "converted" and r.study_uid}
+            aggregate(root, touched, gzip=self.options.gzip, base_url=self.options.base_url)
         finally:
             shutil.rmtree(staging_root, ignore_errors=True)
             try:

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import layout
+from . import dedup, layout
 
 
 def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str) -> Path:
@@ -15,6 +15,14 @@ def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str
     sees a half-written folder."""
     final = layout.instance_dir(root, study, series, sop)
     final.parent.mkdir(parents=True, exist_ok=True)
+    record = dedup.record_path(root, study, series, sop)
+    record_gz = record.with_name(record.name + ".gz")
+    staged_record = staging / dedup.STAGED_RECORD
+    if staged_record.exists():
+        record_gz.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_record, record_gz)
+    else:  # converted without --deduplicate: an older record would be stale
+        record_gz.unlink(missing_ok=True)
     old: Path | None = None
     if final.exists():
         old = staging.with_name(staging.name + ".replaced")

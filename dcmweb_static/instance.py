@@ -13,16 +13,16 @@ import shutil
 import time
 import traceback
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from . import layout
+from . import dedup, layout
 from .errors import ConversionError, UnframeableError
 from .frames import Frame, FrameLayout, frame_layout
+from .fsutil import gzip_bytes
 from .info import build_info
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
 from .multipart import (
@@ -49,6 +49,9 @@ class ConvertOptions:
     gzip_level: int = 6
     thresholds: BulkThresholds = field(default_factory=BulkThresholds)
     base_url: str | None = None
+    #: write the deduplicated form; with `instances` also the per-instance metadata files
+    deduplicate: bool = False
+    instances: bool = True
 
 
 @dataclass
@@ -82,12 +85,6 @@ class InstanceResult:
             "warnings": self.warnings or None,
         }
         return {k: v for k, v in record.items() if v is not None}
-
-
-def _gzip(data: bytes, level: int) -> bytes:
-    """gzip with mtime 0 and no file name, so re-runs write byte-identical files."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
 
 
 def _sha256(stream: BinaryIO, buffer: bytearray) -> tuple[str, int]:
@@ -265,10 +262,15 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
             written += _write_frame(frames_dir / str(number), header, frame, parsed.stream,
                                     buffer)
     metadata = dict(sorted(metadata.items()))
-    document = orjson.dumps([metadata])
-    if options.gzip:
-        document = _gzip(document, options.gzip_level)
-    (staging / layout.metadata_name(options.gzip)).write_bytes(document)
+    document = b""
+    if options.deduplicate:
+        record = dedup.instance_record(options.output, metadata)
+        (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
+    if options.instances or not options.deduplicate:
+        document = orjson.dumps([metadata])
+        if options.gzip:
+            document = gzip_bytes(document, options.gzip_level)
+        (staging / layout.metadata_name(options.gzip)).write_bytes(document)
     info = build_info(parsed, source_path=os.path.abspath(result.path),
                       source_size=result.bytes_in, sha256=result.sha256 or "",
                       frames=layout_, gzip=options.gzip, media_type=ts.media_type)

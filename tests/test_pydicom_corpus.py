@@ -82,7 +82,7 @@ def test_pydicom_file_round_trips(path: Path, tmp_path: Path) -> None:
         if path.name in EXPECTED_FAILURES:
             assert result.status == "failed"
             assert EXPECTED_FAILURES[path.name] in result.reason
-            assert not (tmp_path / "out" / "studies").exists()
+            assert not [p for p in (tmp_path / "out" / "studies").iterdir() if p.is_dir()]
             return
         if result.status == "skipped":
             assert "DICOMDIR" in result.reason

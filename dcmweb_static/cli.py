@@ -11,7 +11,9 @@ from rich.console import Console
 from tqdm import tqdm
 
 from . import __version__
+from .aggregate import aggregate, all_studies
 from .batch import Converter, ExitCode, write_report
+from .dedup import rebuild_instances
 from .inputs import iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
@@ -22,6 +24,51 @@ from .summary import print_summary
 @click.version_option(__version__, package_name="dcmweb-static", prog_name="dcmweb")
 def main() -> None:
     """Turn DICOM Part 10 files into a static DICOMweb tree."""
+
+
+def _ensure_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        if not os.access(output, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise click.ClickException(f"cannot create output folder {output}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _existing_tree(output: Path) -> None:
+    if not (output / "studies").is_dir():
+        raise click.ClickException(f"{output} holds no studies/ folder: not a dcmweb tree")
+
+
+gzip_option = click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
+                           help="Write study/series files as .gz.")
+base_url_option = click.option("--base-url", default=None,
+                               help="Absolute base URL for RetrieveURL attributes.")
+
+
+@main.command()
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@gzip_option
+@base_url_option
+def index(output: Path, use_gzip: bool, base_url: str | None) -> None:
+    """Regenerate every study/series metadata and QIDO file of OUTPUT from its instances."""
+    _existing_tree(output)
+    count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    click.echo(f"indexed {count} studies in {output}", err=True)
+
+
+@main.command()
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@gzip_option
+@base_url_option
+def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
+    """Regenerate the full instance metadata files from the deduplicated form, then the
+    study/series files."""
+    _existing_tree(output)
+    count = rebuild_instances(output, gzip=use_gzip)
+    aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    click.echo(f"rebuilt {count} instance metadata files in {output}", err=True)
 
 
 @main.command()
@@ -42,27 +89,28 @@ def main() -> None:
               help="Public values longer than this many bytes become BulkDataURI.")
 @click.option("--base-url", default=None,
               help="Write absolute BulkDataURIs under this URL instead of relative ones.")
+@click.option("--deduplicate", is_flag=True,
+              help="Write the deduplicated metadata form under OUT/deduplicated/.")
+@click.option("--instances", is_flag=True,
+              help="With --deduplicate: write the per-instance metadata files as well.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
 def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
-            report_path: Path | None, quiet: bool, verbose: bool) -> None:
+            deduplicate: bool, instances: bool, report_path: Path | None, quiet: bool,
+            verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        if not os.access(output, os.W_OK):
-            raise PermissionError("not writable")
-    except OSError as exc:
-        raise click.ClickException(f"cannot create output folder {output}: "
-                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+    _ensure_output(output)
     files = list(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
         output=output,
         gzip=use_gzip,
         thresholds=BulkThresholds(private=private_bulk_size, public=public_bulk_size),
         base_url=base_url,
+        deduplicate=deduplicate,
+        instances=instances or not deduplicate,
     )
     err = Console(stderr=True)
     progress = tqdm(total=len(files), unit="file", file=sys.stderr, disable=quiet,

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .fsutil import atomic_write, gzip_bytes, read_resource
+from .fsutil import atomic_write, gzip_bytes, read_resource, write_resource
 
 Json = dict[str, Any]
 DEDUP_DIR = "deduplicated"
@@ -101,3 +101,19 @@ def load_document(root: Path, study: str, series: str, sop: str) -> Json | None:
             raise FileNotFoundError(f"deduplicated extract {digest} is missing")
         parts[level] = orjson.loads(extract)
     return join(parts, record["remainder"])
+
+
+def rebuild_instances(root: Path, gzip: bool = True) -> int:
+    """Write every instance's metadata file from its deduplicated record; returns the count."""
+    count = 0
+    records = root / DEDUP_DIR / "instances"
+    for packed in sorted(records.glob("*/*/*.json.gz")):
+        series, study = packed.parent.name, packed.parent.parent.name
+        sop = packed.name[: -len(".json.gz")]
+        document = load_document(root, study, series, sop)
+        folder = root / "studies" / study / "series" / series / "instances" / sop
+        if document is None or not folder.is_dir():
+            continue
+        write_resource(folder / "metadata", orjson.dumps([document]), gzip)
+        count += 1
+    return count

@@ -17,6 +17,8 @@ import orjson
 
 from . import dedup, qido
 from .fsutil import read_resource, tree_lock, write_resource
+from .plugins import get_plugin_manager
+from .results import SeriesView, StudyView, write_results
 from .uids import InvalidUIDError, check_uid
 
 Json = qido.Json
@@ -102,7 +104,23 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
     count = sum(len(instances) for _, _, instances in series_list)
     record = qido.study_record(series_list[0][2][0].parsed, series_records, count, base_url)
     write_resource(study_folder / "index.json", orjson.dumps([record]), gzip)
+    _plugin_results(root, study, series_list)
     return record
+
+
+def _plugin_results(root: Path, study: str,
+                    series_list: list[tuple[Json, str, list[InstanceDocument]]]) -> None:
+    """Let plugins add `_vendor_name/` folders to each series and to the study."""
+    hook = get_plugin_manager().hook
+    views = [SeriesView(study, series, [d.parsed for d in instances],
+                        series_path(root, study, series))
+             for _, series, instances in series_list]
+    for view in views:
+        for results in hook.series_results(series=view):
+            write_results(view.folder, list(results or []))
+    study_view = StudyView(study, views, root / "studies" / study)
+    for results in hook.study_results(study=study_view):
+        write_results(study_view.folder, list(results or []))
 
 
 def update_studies_index(root: Path, gzip: bool) -> int:

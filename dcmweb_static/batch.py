@@ -26,6 +26,7 @@ from .aggregate import aggregate
 from .commit import commit_instance
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
+from .plugins import get_plugin_manager
 
 
 class ExitCode(enum.IntEnum):
@@ -146,6 +147,7 @@ class Converter:
             self._commit(index, result)
         summary.results.append(result)
         self.on_result(result)
+        get_plugin_manager().hook.instance_converted(record=result.report_record())
 
     def _commit(self, index: int, result: InstanceResult) -> None:
         """Move the staged folder into the tree. Of several files with one SOP Instance

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+import warnings
 from pathlib import Path
 
 import click
+import orjson
 from rich.console import Console
 from tqdm import tqdm
 
@@ -17,6 +20,7 @@ from .dedup import rebuild_instances
 from .inputs import iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
+from .plugins import get_plugin_manager, plugin_summaries, transforms
 from .summary import print_summary
 
 
@@ -24,6 +28,38 @@ from .summary import print_summary
 @click.version_option(__version__, package_name="dcmweb-static", prog_name="dcmweb")
 def main() -> None:
     """Turn DICOM Part 10 files into a static DICOMweb tree."""
+
+
+def _plugin_options(names: tuple[str, ...], values: tuple[str, ...],
+                    quiet: bool) -> dict[str, dict[str, str]]:
+    available = transforms()
+    for name in names:
+        if name not in available:
+            raise click.BadParameter(f"no transform named {name!r}; installed: "
+                                     f"{', '.join(sorted(available)) or 'none'}",
+                                     param_hint="--plugin")
+    options: dict[str, dict[str, str]] = {name: {} for name in names}
+    for item in values:
+        key, sep, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not sep or not dot or name not in options:
+            raise click.BadParameter(f"{item!r} is not NAME.KEY=VALUE for a --plugin NAME",
+                                     param_hint="--plugin-option")
+        options[name][option] = value
+    deid = options.get("deidentify")
+    if deid is not None and not deid.get("secret") and deid.get("uids") != "keep":
+        deid["secret"] = secrets.token_hex(32)
+        if not quiet:
+            click.echo("deidentify: no secret given; UIDs are replaced consistently within "
+                       "this run only (give --plugin-option deidentify.secret=... to keep "
+                       "them consistent across runs)", err=True)
+    return options
+
+
+@main.command(name="plugins")
+def list_plugins() -> None:
+    """List installed plugins, the hooks they implement and the transforms they register."""
+    click.echo(orjson.dumps(plugin_summaries(), option=orjson.OPT_INDENT_2).decode())
 
 
 def _ensure_output(output: Path) -> None:
@@ -93,15 +129,21 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
               help="Write the deduplicated metadata form under OUT/deduplicated/.")
 @click.option("--instances", is_flag=True,
               help="With --deduplicate: write the per-instance metadata files as well.")
+@click.option("--plugin", "plugin_names", multiple=True, metavar="NAME",
+              help="Turn on a named transform (see `dcmweb plugins`); repeatable, in order.")
+@click.option("--plugin-option", "plugin_option_values", multiple=True, metavar="NAME.KEY=VALUE",
+              help="An option for a transform, e.g. deidentify.secret=...; repeatable.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
 def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
-            deduplicate: bool, instances: bool, report_path: Path | None, quiet: bool,
+            deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
+            plugin_option_values: tuple[str, ...], report_path: Path | None, quiet: bool,
             verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
+    plugin_options = _plugin_options(plugin_names, plugin_option_values, quiet)
     _ensure_output(output)
     files = list(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
@@ -111,6 +153,8 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         base_url=base_url,
         deduplicate=deduplicate,
         instances=instances or not deduplicate,
+        plugins=plugin_names,
+        plugin_options=plugin_options,
     )
     err = Console(stderr=True)
     progress = tqdm(total=len(files), unit="file", file=sys.stderr, disable=quiet,
@@ -138,6 +182,16 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         print_summary(summary, err, verbose=verbose)
     sys.exit(summary.exit_code)
 
+
+def _add_plugin_commands() -> None:
+    """Commands from plugins; a plugin that fails here warns and `dcmweb` still works."""
+    try:
+        get_plugin_manager().hook.register_commands(cli=main)
+    except Exception as exc:
+        warnings.warn(f"a dcmweb plugin failed to add its commands: {exc}", stacklevel=1)
+
+
+_add_plugin_commands()
 
 if __name__ == "__main__":
     main()

@@ -29,5 +29,14 @@ def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str
         os.rename(final, old)
     os.rename(staging, final)
     if old is not None:
+        _keep_result_folders(old, final)
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _keep_result_folders(old: Path, new: Path) -> None:
+    """Plugin result folders (`_vendor_name/`) of the replaced conversion survive, unless
+    the plugin that made them wrote that folder again in this one."""
+    for entry in old.iterdir():
+        if entry.name.startswith("_") and entry.is_dir() and not (new / entry.name).exists():
+            os.rename(entry, new / entry.name)

@@ -39,7 +39,11 @@ def build_info(
     frames: FrameLayout | None,
     gzip: bool,
     media_type: str | None,
+    transforms: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """The info record. After a transform (e.g. deidentify) the dataset no longer matches
+    the source, so the source's preamble and file meta bytes (which carry its UIDs) and
+    its path are left out: only the transforms' names are recorded."""
     pixel = parsed.pixel_data
     pixel_info: dict[str, Any] | None = None
     if pixel is not None:
@@ -68,7 +72,7 @@ def build_info(
                 else [list(s) for s in f.segments]
                 for f in frames.frames
             ]
-    return {
+    record: dict[str, Any] = {
         "tool": {"name": "dcmweb-static", "version": __version__},
         "source": {"path": source_path, "size": source_size, "sha256": sha256},
         "preamble": base64.b64encode(parsed.preamble).decode("ascii"),
@@ -85,3 +89,9 @@ def build_info(
         "gzip": gzip,
         "multipart_boundary": BOUNDARY,
     }
+    if transforms:
+        record["transforms"] = list(transforms)
+        record["source"] = {"size": source_size}
+        for key in ("preamble", "file_meta", "undefined_length"):
+            del record[key]
+    return record

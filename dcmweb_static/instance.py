@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+from pydicom.dataset import Dataset
 
-from . import dedup, layout
+from . import dedup, layout, plugins
 from .errors import ConversionError, UnframeableError
 from .frames import Frame, FrameLayout, frame_layout
 from .fsutil import gzip_bytes
@@ -31,9 +32,11 @@ from .multipart import (
     BoundaryChecker,
     content_type,
     part_header,
+    read_part_body,
     write_segments,
 )
 from .p10 import ParsedP10, parse_p10
+from .results import InstanceView, write_results
 from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, OCTET_STREAM, lookup
 from .uids import InvalidUIDError, check_uid
 
@@ -52,6 +55,9 @@ class ConvertOptions:
     #: write the deduplicated form; with `instances` also the per-instance metadata files
     deduplicate: bool = False
     instances: bool = True
+    #: named transforms (``--plugin``), applied in this order, and their options
+    plugins: tuple[str, ...] = ()
+    plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,6 +199,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                 result.reason = "DICOMDIR (media directory), not an instance"
                 return result
             ds = parsed.dataset
+            apply_transforms(ds, options)
             result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
             result.series_uid = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
             result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
@@ -216,6 +223,17 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         if result.status != "converted" and staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
+    if not options.plugins:
+        return
+    registry = plugins.transforms()
+    for name in options.plugins:
+        transform = registry.get(name)
+        if transform is None:
+            raise ConversionError(f"no transform named {name!r} is installed")
+        transform.function(ds, options.plugin_options.get(name, {}))
 
 
 def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
@@ -271,9 +289,15 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)
         (staging / layout.metadata_name(options.gzip)).write_bytes(document)
+    view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax, ds,
+                        metadata, len(layout_.frames) if layout_ else 0, staging,
+                        lambda n: read_part_body(staging / "frames" / str(n)))
+    for results in plugins.get_plugin_manager().hook.instance_results(instance=view):
+        write_results(staging, list(results or []))
     info = build_info(parsed, source_path=os.path.abspath(result.path),
                       source_size=result.bytes_in, sha256=result.sha256 or "",
-                      frames=layout_, gzip=options.gzip, media_type=ts.media_type)
+                      frames=layout_, gzip=options.gzip, media_type=ts.media_type,
+                      transforms=options.plugins)
     info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
     (staging / "info").write_bytes(info_bytes)
     written += len(document) + len(info_bytes)

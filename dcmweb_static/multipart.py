@@ -72,3 +72,10 @@ def write_segments(
             remaining -= n
             total += n
     return total
+
+
+def read_part_body(path) -> bytes:
+    """The payload of a single-part file written here."""
+    data = open(path, "rb").read()
+    start = data.index(b"\r\n\r\n") + 4
+    return data[start: len(data) - len(PART_FOOTER)]

@@ -13,13 +13,14 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from .errors import ConversionError
 from .fsutil import atomic_write
 
 FOLDER_NAME = re.compile(r"_[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-class ResultNameError(ValueError):
+class ResultNameError(ConversionError, ValueError):
     """A plugin asked for a folder or file name that could leave its folder."""
 
 

@@ -222,3 +222,19 @@ def test_example_plugin_installs_and_is_found_by_entry_point(tmp_path: Path) -> 
                               for f in r["frames"])
     finally:
         subprocess.run([*pip, "uninstall", "-y", "dcmweb-example-ai"], check=True)
+
+
+def test_plugin_adds_a_command(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "greeter", "greeter_plugin", """
+        import click
+        from dcmweb_static.hookspecs import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("name")
+            def hello(name):
+                click.echo(f"hello {name}")
+    """)
+    run = _dcmweb(tmp_path, "hello", "tree")
+    assert run.returncode == 0 and run.stdout == "hello tree\n"

@@ -20,6 +20,7 @@ from .dedup import rebuild_instances
 from .inputs import iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
+from .nginx import nginx_server_block
 from .plugins import get_plugin_manager, plugin_summaries, transforms
 from .summary import print_summary
 
@@ -54,6 +55,27 @@ def _plugin_options(names: tuple[str, ...], values: tuple[str, ...],
                        "this run only (give --plugin-option deidentify.secret=... to keep "
                        "them consistent across runs)", err=True)
     return options
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def serve(output: Path, host: str, port: int) -> None:
+    """Serve OUTPUT as DICOMweb (WADO-RS, QIDO-RS) for local use."""
+    from .server import serve as run_server
+
+    click.echo(f"serving {output} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run_server(output, host, port)
+
+
+@main.command(name="nginx-config")
+@click.argument("output", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="nginx listen address.")
+def nginx_config(output: Path, listen: str) -> None:
+    """Print an nginx server block that serves OUTPUT as DICOMweb."""
+    click.echo(nginx_server_block(output, listen), nl=False)
 
 
 @main.command(name="plugins")

@@ -1,0 +1,181 @@
+"""The tree served by `dcmweb serve` and by a real nginx, read by dicomweb-client."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+import pydicom
+import pytest
+from dicomweb_client.api import DICOMwebClient
+
+from dcmweb_static import synthetic as syn
+from dcmweb_static.batch import Converter
+from dcmweb_static.instance import ConvertOptions
+
+from . import corpus
+from .reference import reference_frames
+from .servers import dcmweb_serve, nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    base = tmp_path_factory.mktemp("served")
+    files = corpus.build(base / "corpus")
+    chosen = {}
+    for i, name in enumerate(("mono16", "jpegls_lossless", "jpeg2000", "rle", "ct_rich",
+                              "jpeg_baseline")):
+        ds = pydicom.dcmread(files[name])  # lossless dcmtk output keeps the SOP UID: renew
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = syn.uid(600, 1, i + 1)
+        ds.save_as(base / f"{name}.dcm")
+        chosen[name] = base / f"{name}.dcm"
+    # a public value over the threshold, so there is public bulk data too
+    ds = pydicom.dcmread(files["ct_rich"])
+    ds.add_new(0x00420011, "OB", bytes(range(256)) * 600)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".5"
+    chosen["with_bulk"] = syn.save(ds, base / "with_bulk.dcm")
+    out = base / "out"
+    summary = Converter(ConvertOptions(output=out), jobs=2).run(list(chosen.values()))
+    assert summary.count("converted") == len(chosen)
+    (base / "secret.txt").write_text("outside the tree")
+    return out, chosen
+
+
+@pytest.fixture(scope="module", params=["dcmweb-serve", "nginx"])
+def server(request, tree, tmp_path_factory) -> str:
+    out, _ = tree
+    if request.param == "dcmweb-serve":
+        with dcmweb_serve(out) as url:
+            yield url
+    else:
+        with nginx(out, tmp_path_factory.mktemp("nginx")) as url:
+            yield url
+
+
+def uids(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+def test_search_for_studies_series_instances(server: str, tree) -> None:
+    client = DICOMwebClient(server)
+    _, files = tree
+    studies = client.search_for_studies()
+    study_uids = {s["0020000D"]["Value"][0] for s in studies}
+    assert {uids(p)[0] for p in files.values()} <= study_uids
+    st, se, sop = uids(files["jpegls_lossless"])
+    (one,) = client.search_for_studies(search_filters={"StudyInstanceUID": st})
+    assert one["0020000D"]["Value"] == [st]
+    series = client.search_for_series(st)
+    assert se in {s["0020000E"]["Value"][0] for s in series}
+    instances = client.search_for_instances(st, se)
+    assert sop in {i["00080018"]["Value"][0] for i in instances}
+
+
+def test_metadata_at_every_level(server: str, tree) -> None:
+    client = DICOMwebClient(server)
+    out, files = tree
+    st, se, sop = uids(files["ct_rich"])
+    instance = client.retrieve_instance_metadata(st, se, sop)
+    folder = out / "studies" / st / "series" / se / "instances" / sop
+    assert instance == json.loads(gzip.decompress((folder / "metadata.gz").read_bytes()))[0]
+    series = client.retrieve_series_metadata(st, se)
+    assert sop in {i["00080018"]["Value"][0] for i in series}
+    study = client.retrieve_study_metadata(st)
+    assert len(study) >= len(series)
+
+
+@pytest.mark.parametrize("name", ["mono16", "jpegls_lossless", "jpeg2000", "rle",
+                                  "jpeg_baseline"])
+def test_frames_equal_the_source(server: str, tree, name: str) -> None:
+    client = DICOMwebClient(server)
+    _, files = tree
+    st, se, sop = uids(files[name])
+    source = pydicom.dcmread(files[name])
+    expected = reference_frames(source)
+    ts = str(source.file_meta.TransferSyntaxUID)
+    media = "application/octet-stream" if not source.file_meta.TransferSyntaxUID.is_compressed \
+        else {"1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.90": "image/jp2",
+              "1.2.840.10008.1.2.5": "image/dicom-rle"}.get(ts, "image/jpeg")
+    for number in range(1, len(expected) + 1):
+        (frame,) = client.retrieve_instance_frames(st, se, sop, frame_numbers=[number],
+                                                   media_types=((media, ts),))
+        assert frame == expected[number - 1]
+
+
+def test_bulkdata_from_a_metadata_uri(server: str, tree) -> None:
+    client = DICOMwebClient(server)
+    _, files = tree
+    st, se, sop = uids(files["with_bulk"])
+    instance = client.retrieve_instance_metadata(st, se, sop)
+    base = f"{server}/studies/{st}/series/{se}/instances/{sop}/metadata"
+    for tag, expected in (("00420011", bytes(range(256)) * 600),
+                          ("00091012", bytes(range(256)) * 2)):
+        url = urljoin(base, instance[tag]["BulkDataURI"])
+        assert client.retrieve_bulkdata(url) == [expected]
+        # the offset/length in the URI select the same bytes with a Range request
+        query = dict(p.split("=") for p in url.split("?")[1].split("&"))
+        start, length = int(query["offset"]), int(query["length"])
+        ranged = httpx.get(url.split("?")[0],
+                           headers={"Range": f"bytes={start}-{start + length - 1}"})
+        assert ranged.status_code == 206 and ranged.content == expected
+
+
+def test_headers_gzip_and_cors(server: str, tree) -> None:
+    _, files = tree
+    st, se, sop = uids(files["ct_rich"])
+    url = f"{server}/studies/{st}/series/{se}/metadata"
+    packed = httpx.get(url, headers={"Accept-Encoding": "gzip", "Origin": "http://viewer"})
+    assert packed.status_code == 200
+    assert packed.headers["content-type"].startswith("application/dicom+json")
+    assert packed.headers.get("content-encoding") == "gzip"
+    assert packed.headers["access-control-allow-origin"] in ("*", "http://viewer")
+    plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert json.loads(plain.content) == json.loads(packed.content)  # httpx decodes gzip
+    frame = httpx.get(f"{server}/studies/{st}/series/{se}/instances/{sop}/frames/1")
+    assert frame.headers["content-type"].startswith("multipart/related;")
+    assert "boundary=dcmweb-static-" in frame.headers["content-type"]
+    preflight = httpx.options(url, headers={"Origin": "http://viewer",
+                                            "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["access-control-allow-origin"] in ("*", "http://viewer")
+
+
+@pytest.mark.parametrize("path", [
+    "/studies/../../secret.txt", "/studies/%2e%2e/%2e%2e/secret.txt",
+    "/studies/..%2F..%2Fsecret.txt/metadata", "/studies/1.2.3/series/abc/metadata",
+    "/studies/1.2.3/metadata", "/secret.txt", "/../secret.txt",
+    "/studies/1.2/series/1.2/instances/1.2/bulkdata/..%2F..%2F..%2F..%2Fsecret.txt",
+])
+def test_bad_paths_never_leave_the_tree(server: str, path: str) -> None:
+    response = httpx.get(server + path)
+    assert response.status_code in (400, 404)
+    assert b"outside the tree" not in response.content
+
+
+def test_qido_queries_on_dcmweb_serve(tree) -> None:
+    out, files = tree
+    st = uids(files["ct_rich"])[0]
+    with dcmweb_serve(out) as url:
+        client = DICOMwebClient(url)
+        every = client.search_for_studies()
+        assert len(every) == len({uids(p)[0] for p in files.values()})
+        by_name = client.search_for_studies(search_filters={"PatientName": "mül*"})
+        assert [s["0020000D"]["Value"][0] for s in by_name] == [st] or st in \
+            [s["0020000D"]["Value"][0] for s in by_name]
+        assert client.search_for_studies(search_filters={"PatientName": "nobody*"}) == []
+        assert client.search_for_studies(search_filters={"PatientID": "DCMWEB-001"})
+        assert client.search_for_studies(search_filters={"StudyDate": "20250101-20261231"})
+        assert client.search_for_studies(search_filters={"StudyDate": "20270101-"}) == []
+        assert client.search_for_studies(search_filters={"ModalitiesInStudy": "CT"})
+        assert client.search_for_studies(search_filters={"AccessionNumber": "none"}) == []
+        assert len(client.search_for_studies(limit=1)) == 1
+        assert len(client.search_for_studies(offset=1)) == len(every) - 1
+        assert client.search_for_studies(fields=["StudyDescription"])
+        assert httpx.get(url + "/studies?limit=x").status_code == 400

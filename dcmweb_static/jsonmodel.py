@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO, Protocol
 
 from pydicom.datadict import dictionary_VR
@@ -22,7 +20,9 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from . import rawvalues
 from .errors import ConversionError, TruncatedError
+from .rawvalues import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
@@ -38,8 +38,6 @@ SINGLE_VALUE_TEXT_VRS = frozenset("LT ST UT UR".split())
 # leading and trailing spaces are padding, per value (PS3.5 Table 6.2-1)
 SPACE_PADDED_VRS = frozenset("AE CS DA DT TM".split())
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class BulkSink(Protocol):
@@ -64,7 +62,8 @@ class BulkThresholds:
 def _skip(tag: int) -> bool:
     """Group 0002 is not part of the dataset; group lengths and trailing padding carry
     no information a JSON reader can use (PS3.18 F.2: they are not encoded)."""
-    return (tag >> 16) == 0x0002 or (tag & 0xFFFF) == 0 or tag == 0xFFFCFFFC or (tag >> 16) == 0
+    group = tag >> 16
+    return group == 0x0002 or group == 0 or not tag & 0xFFFF or group == 0xFFFC
 
 
 def _resolved_vr(vr: str | None, tag: int) -> str:
@@ -79,23 +78,6 @@ def _resolved_vr(vr: str | None, tag: int) -> str:
     return vr
 
 
-def _number_of(text: str, vr: str) -> int | float | str | None:
-    """IS/DS as a JSON number when the number keeps the exact value, else the string."""
-    text = text.strip()
-    if not text:
-        return None
-    if _INTEGER.fullmatch(text):
-        return int(text)
-    if vr == "DS" and _DECIMAL.fullmatch(text):
-        number = float(text)
-        try:
-            if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
-                return number
-        except InvalidOperation:
-            pass
-    return text
-
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -107,23 +89,82 @@ def _as_list(value: Any) -> list[Any]:
 class JsonEncoder:
     """Encodes one instance. `stream` is the source for values pydicom left unread."""
 
-    def __init__(self, thresholds: BulkThresholds, bulk: BulkSink, stream: BinaryIO) -> None:
+    def __init__(self, thresholds: BulkThresholds, bulk: BulkSink, stream: BinaryIO,
+                 fast: bool = True) -> None:
         self.thresholds = thresholds
         self.bulk = bulk
         self.stream = stream
+        #: decode common VRs from raw bytes (rawvalues); False: every value via pydicom
+        self.fast = fast
 
-    def dataset(self, ds: Dataset, path: str = "") -> dict[str, Any]:
+    def _fast_element(self, tag: BaseTag, raw: RawDataElement, name: str,
+                      encodings: list[str]) -> dict[str, Any] | None:
+        """The element straight from its raw bytes (see rawvalues); None: use pydicom.
+        The hot path of a conversion: kept flat, with the common cases first."""
+        vr = raw.VR
+        if not vr:
+            vr = rawvalues.dictionary_vr(tag)
+            if vr is None:
+                return None
+        if vr == "SQ" or vr == "UN":
+            return None
+        value = raw.value or b""
+        size = len(value)
+        limit = self.thresholds.private if (tag >> 16) & 1 else self.thresholds.public
+        if vr in BINARY_VRS:
+            if not size:
+                return {"vr": vr}
+            if size > limit:
+                return {"vr": vr, "BulkDataURI": self.bulk.add(name, value, None)}
+            return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
+        if size > limit and vr in BULK_VRS:
+            return {"vr": vr, "BulkDataURI": self.bulk.add(name, value, None)}
+        if not size:
+            return {"vr": vr}
+        values = rawvalues.json_values(value, vr, encodings, raw.is_little_endian)
+        if values is not None:
+            return {"vr": vr, "Value": values} if values else {"vr": vr}
+        encoder = _ENCODERS.get(vr)
+        if encoder is None:
+            return None
+        decoded = rawvalues.decode(value, vr, encodings, raw.is_little_endian)
+        if decoded is None:
+            return None
+        values = encoder(decoded, vr)
+        if not values or values[0] is None and len(values) == 1:
+            return {"vr": vr}
+        if (vr == "FD" or vr == "FL") and not all(map(math.isfinite, values)):
+            return None
+        return {"vr": vr, "Value": values}
+
+    def dataset(self, ds: Dataset, path: str = "",
+                inherited: list[str] | None = None) -> dict[str, Any]:
+        """`inherited`: the enclosing dataset's character set, for items without their own."""
         out: dict[str, Any] = {}
-        for tag in sorted(ds.keys()):
+        if inherited is None or 0x00080005 in ds._dict:
+            encodings = _encodings(ds)
+        else:
+            encodings = inherited
+        elements = ds._dict
+        fast = self.fast
+        for tag in sorted(elements, key=int):  # int keys: C-level sorting
             if _skip(tag):
                 continue
             key = f"{tag:08X}"
-            name = f"{path}{key}"
-            out[key] = self.element(ds, BaseTag(tag), name)
+            raw = elements[tag]
+            # the common case inline: a raw value read whole (not deferred, not cut short)
+            if fast and type(raw) is RawDataElement and raw.value is not None \
+                    and raw.length == len(raw.value):
+                element = self._fast_element(tag, raw, path + key, encodings)
+                if element is not None:
+                    out[key] = element
+                    continue
+            out[key] = self.element(ds, tag, path + key, encodings)
         return out
 
-    def element(self, ds: Dataset, tag: BaseTag, name: str) -> dict[str, Any]:
-        raw = ds.get_item(tag, keep_deferred=True)
+    def element(self, ds: Dataset, tag: BaseTag, name: str,
+                encodings: list[str] | None = None) -> dict[str, Any]:
+        raw = ds._dict[tag]  # as read: a RawDataElement unless already converted
         raw_bytes: bytes | None = None
         if isinstance(raw, RawDataElement):
             length = raw.length
@@ -148,7 +189,8 @@ class JsonEncoder:
             raise ConversionError(f"element {tag} cannot be decoded: {exc}") from None
         vr = _resolved_vr(elem.VR, tag)
         if vr == "SQ":
-            items = [self.dataset(item, f"{name}.{i}.") for i, item in enumerate(elem.value or [])]
+            items = [self.dataset(item, f"{name}.{i}.", encodings)
+                     for i, item in enumerate(elem.value or [])]
             return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
         if vr in BINARY_VRS or vr not in _ENCODERS:
             data = raw_bytes if raw_bytes is not None else _bytes_value(elem)
@@ -171,6 +213,11 @@ class JsonEncoder:
         return {"vr": vr, "Value": values}
 
 
+def _encodings(ds: Dataset) -> list[str]:
+    encodings = ds._character_set
+    return [encodings] if isinstance(encodings, str) else list(encodings or [])
+
+
 def _bytes_value(elem: DataElement) -> bytes:
     value = elem.value
     if value is None:
@@ -182,6 +229,8 @@ def _bytes_value(elem: DataElement) -> bytes:
 
 def _strings(value: Any, vr: str) -> list[str | None]:
     if vr in SINGLE_VALUE_TEXT_VRS:
+        if isinstance(value, list):  # from rawvalues.decode: always a list
+            value = value[0] if value else None
         text = "" if value is None else str(value)
         return [text] if text else []
     strip = str.strip if vr in SPACE_PADDED_VRS else _rstrip_spaces
@@ -220,7 +269,7 @@ def _numbers(value: Any, vr: str) -> list[int | float]:
 def _decimal_strings(value: Any, vr: str) -> list[int | float | str | None]:
     items = _as_list(value)
     out = [
-        _number_of(getattr(v, "original_string", None) or str(v), vr) if v is not None else None
+        json_number(getattr(v, "original_string", None) or str(v), vr) if v is not None else None
         for v in items
     ]
     return out

@@ -176,7 +176,8 @@ def _check_lengths(dataset: Dataset, size: int) -> None:
 
 
 def _stop_at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return tag in PIXEL_DATA_TAGS
+    # called for every element read: integer tests, not BaseTag comparisons
+    return tag >> 16 == 0x7FE0 and (tag & 0xFFFF) in (0x0010, 0x0008, 0x0009)
 
 
 def _read_dataset(stream: BinaryIO, implicit: bool, little: bool, defer_size: int) -> Dataset:

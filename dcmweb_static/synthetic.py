@@ -177,3 +177,33 @@ def float_pixels(path: Path, *, rows: int = 8, columns: int = 8, frames: int = 2
     values = [i * 0.25 - 3 for i in range(rows * columns * frames)]
     ds.FloatPixelData = struct.pack(f"<{len(values)}f", *values)
     return save(ds, path)
+
+
+_WIDE_VALUES = {
+    "CS": "VALUE", "LO": "a long string value", "SH": "short", "DS": "1.25", "IS": "42",
+    "DA": "20260101", "TM": "101010.5", "DT": "20260101101010", "US": 7, "UL": 70000,
+    "SS": -3, "SL": -70000, "FL": 0.5, "FD": 2.25, "UI": "1.2.840.10008.1.2.1",
+    "PN": "Wide^Header", "LT": "long text", "ST": "short text", "AE": "STORE_SCP",
+}
+
+
+def wide_ct_header(study: str, elements: int = 256) -> Dataset:
+    """A CT instance whose header has `elements` top-level attributes, like real scanners
+    write: the rich header plus public dictionary attributes of the common VRs."""
+    from pydicom.datadict import DicomDictionary
+
+    ds = base_dataset(study, study + ".1", study + ".1.1", rich=True)
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = bytes(16 * 16 * 2)
+    ds["PixelData"].VR = "OW"
+    for tag, (vr, vm, _name, retired, _keyword) in sorted(DicomDictionary.items()):
+        if len(ds) >= elements:
+            break
+        if retired or tag in ds or vr not in _WIDE_VALUES or (tag >> 16) not in (
+                0x0008, 0x0018, 0x0020, 0x0028):
+            continue
+        value = _WIDE_VALUES[vr]
+        ds.add_new(tag, vr, [value, value] if vm not in ("1",) and vr in ("DS", "CS") else value)
+    return ds

@@ -1,0 +1,181 @@
+"""Decode raw element values straight from their bytes, the way pydicom would.
+
+`Dataset.__getitem__` builds a DataElement (with value-type objects, validation and
+MultiValue) for every element; for the JSON model only the plain values are needed, so the
+common VRs are decoded here from the raw bytes with the same trimming rules pydicom's
+converters apply. Anything unusual (escape sequences, undecodable bytes, ambiguous or
+unknown VRs, odd lengths) returns None and the caller takes pydicom's path, so the output
+is identical either way (tested on the whole corpus).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+
+from pydicom.datadict import dictionary_VR
+
+NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
+                "SV": "q", "UV": "Q"}
+_SIZES = {vr: struct.calcsize("<" + code) for vr, code in NUMBER_CODES.items()}  # standard sizes
+_LATIN1 = "latin_1"  # pydicom's default_encoding 'iso8859' is ISO 8859-1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class Fallback(Exception):
+    """This value needs pydicom's full conversion."""
+
+
+@lru_cache(maxsize=4096)
+def dictionary_vr(tag: int) -> str | None:
+    """The dictionary VR of a public tag, or None where pydicom must decide."""
+    if (tag >> 16) & 1:
+        return None  # private: the VR depends on the private creator
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return None if " or " in vr else vr
+
+
+def _text(value: bytes, encodings: list[str]) -> str:
+    if b"\x1b" in value:
+        raise Fallback  # ISO 2022 code extensions
+    try:
+        return value.decode(encodings[0] if encodings else _LATIN1)
+    except (UnicodeDecodeError, LookupError):
+        raise Fallback from None
+
+
+def _multi(text: str) -> list[str]:
+    return text.rstrip(" \x00").split("\\")
+
+
+def decode(value: bytes, vr: str, encodings: list[str], little_endian: bool) -> list | None:
+    """The values of a raw element as pydicom's converters give them, or None."""
+    try:
+        if vr in NUMBER_CODES:
+            size = _SIZES[vr]
+            if len(value) % size:
+                return None
+            endian = "<" if little_endian else ">"
+            return list(struct.unpack(f"{endian}{len(value) // size}{NUMBER_CODES[vr]}", value))
+        if vr == "AT":
+            if len(value) % 4:
+                return None
+            endian = "<" if little_endian else ">"
+            halves = struct.unpack(f"{endian}{len(value) // 2}H", value)
+            return [halves[i] << 16 | halves[i + 1] for i in range(0, len(halves), 2)]
+        if vr in ("CS", "DA", "DT", "TM", "AS", "IS"):
+            return _multi(value.decode(_LATIN1))
+        if vr == "DS":
+            return _multi(value.decode(_LATIN1).strip())
+        if vr == "AE":
+            return [s.strip() for s in value.decode(_LATIN1).split("\\")]
+        if vr == "UI":
+            return _multi(value.decode(_LATIN1).rstrip("\x00 "))
+        if vr in ("LO", "SH", "UC"):
+            return [v.rstrip("\x00 ") for v in _text(value, encodings).split("\\")]
+        if vr in ("LT", "ST", "UT"):
+            return [_text(value, encodings).rstrip("\x00 ")]
+        if vr == "PN":
+            return _text(value.rstrip(b"\x00 "), encodings).split("\\")
+    except Fallback:
+        return None
+    return None
+
+
+# --- JSON values straight from bytes -------------------------------------------------
+# Each function gives the "Value" list of the DICOM JSON model (already trimmed, empty
+# values as None in multi-values, [] for an empty single value), equal to what
+# jsonmodel's encoders make of pydicom's converted values; None means: use pydicom.
+
+
+def _finish(texts: list[str]) -> list[str | None]:
+    if len(texts) == 1:
+        return texts if texts[0] else []
+    return [t or None for t in texts]
+
+
+def _padded(value: bytes, encodings: list[str], little: bool) -> list | None:
+    return _finish([t.strip() for t in value.decode(_LATIN1).rstrip(" \x00").split("\\")])
+
+
+def _ae(value: bytes, encodings: list[str], little: bool) -> list | None:
+    return _finish([t.strip() for t in value.decode(_LATIN1).split("\\")])
+
+
+def _ascii_rstripped(value: bytes, encodings: list[str], little: bool) -> list | None:
+    return _finish([t.rstrip(" ") for t in value.decode(_LATIN1).rstrip(" \x00").split("\\")])
+
+
+def _texts(value: bytes, encodings: list[str], little: bool) -> list | None:
+    return _finish([t.rstrip("\x00 ") for t in _text(value, encodings).split("\\")])
+
+
+def _single_text(value: bytes, encodings: list[str], little: bool) -> list | None:
+    text = _text(value, encodings).rstrip("\x00 ")
+    return [text] if text else []
+
+
+def _numbers(value: bytes, vr: str, little: bool) -> list | None:
+    size = _SIZES[vr]
+    if len(value) % size:
+        return None
+    values = list(struct.unpack(f"{'<' if little else '>'}{len(value) // size}{NUMBER_CODES[vr]}",
+                                value))
+    if vr in ("FL", "FD") and not all(map(_isfinite, values)):
+        return None  # NaN/infinity: the caller makes it bulk data
+    return values
+
+
+def _isfinite(number: float) -> bool:
+    return number - number == 0.0
+
+
+def json_number(text: str, vr: str) -> int | float | str | None:
+    """IS/DS as a JSON number when the number keeps the exact value, else the string."""
+    text = text.strip()
+    if not text:
+        return None
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if vr == "DS" and _DECIMAL.fullmatch(text):
+        number = float(text)
+        try:
+            if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
+                return number
+        except InvalidOperation:
+            pass
+    return text
+
+
+def _decimals(value: bytes, vr: str) -> list | None:
+    values = [json_number(t, vr) for t in value.decode(_LATIN1).rstrip(" \x00").split("\\")]
+    return [] if len(values) == 1 and values[0] is None else values
+
+
+_JSON_DECODERS = {
+    "CS": _padded, "DA": _padded, "DT": _padded, "TM": _padded, "AE": _ae,
+    "AS": _ascii_rstripped, "UI": _ascii_rstripped, "LO": _texts, "SH": _texts, "UC": _texts,
+    "LT": _single_text, "ST": _single_text, "UT": _single_text,
+}
+
+
+def json_values(value: bytes, vr: str, encodings: list[str], little: bool) -> list | None:
+    """The JSON "Value" list for the common VRs, or None (use the general path)."""
+    decoder = _JSON_DECODERS.get(vr)
+    try:
+        if decoder is not None:
+            return decoder(value, encodings, little)
+        if vr in NUMBER_CODES:
+            return _numbers(value, vr, little)
+        if vr == "IS" or vr == "DS":
+            return _decimals(value, vr)
+    except Fallback:
+        return None
+    return None

@@ -1,0 +1,64 @@
+"""The raw-bytes fast path of the JSON encoder gives byte-identical metadata to decoding
+every value through pydicom, for the whole test corpus."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import orjson
+import pytest
+
+from dcmweb_static import synthetic as syn
+from dcmweb_static.jsonmodel import BulkThresholds, JsonEncoder
+from dcmweb_static.p10 import parse_p10
+
+from . import corpus
+from .conftest import PYDICOM_DATA, pydicom_corpus
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, bytes | None, tuple[int, int] | None]] = []
+
+    def add(self, name, data, source_range):
+        self.added.append((name, data, source_range))
+        return f"bulkdata/{name}"
+
+
+def _encode(path: Path, fast: bool) -> tuple[bytes, list]:
+    sink = RecordingSink()
+    with open(path, "rb") as stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = parse_p10(stream, defer_size=131074)
+        document = JsonEncoder(BulkThresholds(private=16, public=1024), sink, stream,
+                               fast=fast).dataset(parsed.dataset)
+    return orjson.dumps(document), sink.added
+
+
+def _readable(paths: list[Path]) -> list[Path]:
+    ok = []
+    for path in paths:
+        try:
+            _encode(path, fast=False)
+        except Exception:
+            continue
+        ok.append(path)
+    return ok
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[Path]:
+    generated = corpus.build(tmp_path_factory.mktemp("fast"))
+    wide = syn.save(syn.wide_ct_header(syn.uid(800), 256), tmp_path_factory.mktemp("w") / "w.dcm")
+    return _readable(pydicom_corpus() + list(generated.values()) + [wide])
+
+
+def test_fast_path_is_byte_identical(files: list[Path]) -> None:
+    assert len(files) > 150
+    for path in files:
+        slow, slow_bulk = _encode(path, fast=False)
+        fast, fast_bulk = _encode(path, fast=True)
+        where = path.relative_to(PYDICOM_DATA) if PYDICOM_DATA in path.parents else path.name
+        assert fast == slow, f"fast path differs for {where}"
+        assert fast_bulk == slow_bulk, f"bulk data differs for {where}"

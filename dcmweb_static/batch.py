@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,9 @@ class RunSummary:
     output: Path
     results: list[InstanceResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: parent-side seconds (commit, aggregate) and peak RSS (KiB) of parent and workers
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_kib: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -59,6 +63,8 @@ class RunSummary:
             "output": str(self.output),
             "seconds": round(self.seconds, 3),
             "counts": {s: self.count(s) for s in ("converted", "duplicate", "skipped", "failed")},
+            "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
+            "peak_rss_kib": self.peak_rss_kib,
             "files": [r.report_record() for r in self.results],
         }
 
@@ -77,6 +83,26 @@ def _convert_in_worker(path: str, options: ConvertOptions, staging_root: str) ->
     if _WORKER_BUFFER is None:
         _WORKER_BUFFER = bytearray(COPY_BLOCK)
     return convert_file(path, options, Path(staging_root), _WORKER_BUFFER)
+
+
+def _convert_chunk(paths: list[str], options: ConvertOptions,
+                   staging_root: str) -> list[InstanceResult]:
+    results = [_convert_in_worker(path, options, staging_root) for path in paths]
+    results[-1].worker_peak_rss_kib = peak_rss_kib()
+    return results
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size. VmHWM, unlike getrusage's ru_maxrss, is
+    not inherited from the process that started this one."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _pid_alive(pid: int) -> bool:
@@ -132,7 +158,9 @@ class Converter:
             self._run_pool(pending, str(staging_root), summary)
             touched = {r.study_uid for r in summary.results
                        if r.status == "converted" and r.study_uid}
+            aggregated = time.perf_counter()
             aggregate(root, touched, gzip=self.options.gzip, base_url=self.options.base_url)
+            summary.timings["aggregate"] = time.perf_counter() - aggregated
         finally:
             shutil.rmtree(staging_root, ignore_errors=True)
             try:
@@ -140,11 +168,18 @@ class Converter:
             except OSError:
                 pass  # another run's staging is still there
             summary.seconds = time.perf_counter() - started
+            summary.peak_rss_kib = {
+                "parent": peak_rss_kib(),
+                "workers": max((r.worker_peak_rss_kib for r in summary.results), default=0),
+            }
         return summary
 
     def _finish(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         if result.status == "converted":
+            committed = time.perf_counter()
             self._commit(index, result)
+            summary.timings["commit"] = summary.timings.get("commit", 0.0) + \
+                time.perf_counter() - committed
         summary.results.append(result)
         self.on_result(result)
         get_plugin_manager().hook.instance_converted(record=result.report_record())
@@ -173,27 +208,32 @@ class Converter:
 
     def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
         queue = list(reversed(list(enumerate(paths))))
+        # several files per task: less inter-process traffic per file, while enough tasks
+        # remain (8 per worker) to keep every worker busy to the end
+        chunk = max(1, min(16, len(paths) // (self.jobs * 8)))
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
         while queue:
             crashed: list[tuple[int, str]] = []
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-                running: dict[Future[InstanceResult], tuple[int, str]] = {}
+                running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
                 while (queue or running) and not crashed:
                     while queue and len(running) < window:
-                        index, path = queue.pop()
-                        future = pool.submit(_convert_in_worker, path, self.options,
-                                             staging_root)
-                        running[future] = (index, path)
+                        items = [queue.pop() for _ in range(min(chunk, len(queue)))]
+                        future = pool.submit(_convert_chunk, [p for _, p in items],
+                                             self.options, staging_root)
+                        running[future] = items
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
-                        index, path = running.pop(future)
+                        items = running.pop(future)
                         try:
-                            result = future.result()
+                            results = future.result()
                         except BrokenProcessPool:
-                            crashed.append((index, path))
+                            crashed.extend(items)
                             continue
-                        self._finish(index, result, summary)
-                crashed.extend(running.values())
+                        for (index, _), result in zip(items, results, strict=True):
+                            self._finish(index, result, summary)
+                for items in running.values():
+                    crashed.extend(items)
             for index, path in sorted(crashed):
                 self._run_isolated(index, path, staging_root, summary)
 

@@ -23,17 +23,18 @@ from pydicom.dataset import Dataset
 from . import dedup, layout, plugins
 from .errors import ConversionError, UnframeableError
 from .frames import Frame, FrameLayout, frame_layout
-from .fsutil import gzip_bytes
+from .fsutil import GZIP_LEVEL, gzip_bytes
 from .info import build_info
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
 from .multipart import (
     COPY_BLOCK,
     PART_FOOTER,
     BoundaryChecker,
+    PayloadCopier,
+    contains_delimiter,
     content_type,
     part_header,
     read_part_body,
-    write_segments,
 )
 from .p10 import ParsedP10, parse_p10
 from .results import InstanceView, write_results
@@ -49,7 +50,7 @@ class ConvertOptions:
 
     output: Path
     gzip: bool = True
-    gzip_level: int = 6
+    gzip_level: int = GZIP_LEVEL
     thresholds: BulkThresholds = field(default_factory=BulkThresholds)
     base_url: str | None = None
     #: write the deduplicated form; with `instances` also the per-instance metadata files
@@ -75,6 +76,10 @@ class InstanceResult:
     seconds: float = 0.0
     staging: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
+    timings: dict[str, float] = field(default_factory=dict)
+    #: the worker's peak RSS after this file (set on the last file of a task)
+    worker_peak_rss_kib: int = 0
 
     def report_record(self) -> dict[str, Any]:
         record = {
@@ -89,64 +94,78 @@ class InstanceResult:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "warnings": self.warnings or None,
+            "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()} or None,
         }
         return {k: v for k, v in record.items() if v is not None}
 
 
-def _sha256(stream: BinaryIO, buffer: bytearray) -> tuple[str, int]:
+class _Clock:
+    """Adds the time since the last lap to a stage of `timings`."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def _scan_source(stream: BinaryIO, buffer: bytearray) -> tuple[str, int, bool]:
+    """One pass over the source: its SHA-256, its size, and whether the multipart
+    delimiter occurs anywhere in it (if not, payloads need no check of their own)."""
     digest = hashlib.sha256()
     view = memoryview(buffer)
     stream.seek(0)
     size = 0
+    found, tail = False, b""
     while n := stream.readinto(buffer):
         digest.update(view[:n])
+        if not found:
+            found, tail = contains_delimiter(buffer, n, tail)
         size += n
-    return digest.hexdigest(), size
+    return digest.hexdigest(), size, found
 
 
 class _BulkWriter:
     """Writes each bulk value as a single-part multipart file; returns its BulkDataURI."""
 
-    def __init__(self, folder: Path, uri_prefix: str, stream: BinaryIO, buffer: bytearray):
+    def __init__(self, folder: Path, uri_prefix: str, copier: PayloadCopier):
         self.folder = folder
         self.uri_prefix = uri_prefix
-        self.stream = stream
-        self.buffer = buffer
+        self.copier = copier
         self.written = 0
         self._header = part_header(OCTET_STREAM)
 
     def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
         self.folder.mkdir(exist_ok=True)
-        checker = BoundaryChecker()
-        with open(self.folder / name, "wb") as out:
+        with open(self.folder / name, "wb", buffering=0) as out:
             out.write(self._header)
             if data is not None:
-                checker.feed(data, len(data))
+                BoundaryChecker().feed(data, len(data))
                 out.write(data)
                 length = len(data)
             else:
                 assert source_range is not None
-                length = write_segments(out, self.stream, [source_range], self.buffer, checker)
+                length = self.copier.copy(out, [source_range])
             out.write(PART_FOOTER)
         self.written += len(self._header) + length + len(PART_FOOTER)
         return f"{self.uri_prefix}bulkdata/{name}?offset={len(self._header)}&length={length}"
 
 
-def _write_frame(
-    path: Path, header: bytes, frame: Frame, stream: BinaryIO, buffer: bytearray
-) -> int:
-    checker = BoundaryChecker()
-    with open(path, "wb") as out:
+def _write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) -> int:
+    with open(path, "wb", buffering=0) as out:
         out.write(header)
         if frame.bit_length is None:
-            length = write_segments(out, stream, frame.segments, buffer, checker)
+            length = copier.copy(out, frame.segments)
         else:
             (offset, size), = frame.segments
-            stream.seek(offset)
-            packed = int.from_bytes(stream.read(size), "little") >> frame.bit_offset
+            copier.src.seek(offset)
+            packed = int.from_bytes(copier.src.read(size), "little") >> frame.bit_offset
             packed &= (1 << frame.bit_length) - 1
             data = packed.to_bytes(frame.length, "little")
-            checker.feed(data, len(data))
+            BoundaryChecker().feed(data, len(data))
             out.write(data)
             length = len(data)
         out.write(PART_FOOTER)
@@ -186,11 +205,13 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                   buffer: bytearray | None) -> InstanceResult:
     started = time.perf_counter()
     result = InstanceResult(path=str(path), status="failed")
+    clock = _Clock(result.timings)
     staging: Path | None = None
     buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
     try:
         with open(path, "rb") as fp:
-            result.sha256, result.bytes_in = _sha256(fp, buffer)
+            result.sha256, result.bytes_in, has_delimiter = _scan_source(fp, buffer)
+            clock.lap("scan")
             fp.seek(0)
             defer = max(options.thresholds.public, options.thresholds.private)
             parsed = parse_p10(fp, defer_size=defer)
@@ -205,8 +226,10 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
             staging = Path(staging_root) / f"{result.sop_uid}.{os.getpid()}.{time.monotonic_ns()}"
             staging.mkdir(parents=True)
+            copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
+            clock.lap("parse")
             result.frames, result.bytes_out = _write_instance(
-                parsed, result, options, staging, buffer
+                parsed, result, options, staging, copier, clock
             )
         result.status = "converted"
         result.staging = str(staging)
@@ -237,7 +260,7 @@ def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
 
 
 def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
-                    staging: Path, buffer: bytearray) -> tuple[int, int]:
+                    staging: Path, copier: PayloadCopier, clock: _Clock) -> tuple[int, int]:
     """Write metadata, frames, bulk data and info into `staging`; (frames, bytes)."""
     assert result.study_uid and result.series_uid and result.sop_uid
     ds = parsed.dataset
@@ -249,13 +272,14 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         uri_prefix = (options.base_url.rstrip("/") + "/"
                       + layout.instance_url_path(result.study_uid, result.series_uid,
                                                  result.sop_uid) + "/")
-    bulk = _BulkWriter(staging / "bulkdata", uri_prefix, parsed.stream, buffer)
+    bulk = _BulkWriter(staging / "bulkdata", uri_prefix, copier)
     metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
     # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
     # syntax named in metadata and in each frame's part always describes those bytes.
     frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid
     metadata[f"{AVAILABLE_TRANSFER_SYNTAX_UID:08X}"] = {"vr": "UI", "Value": [frame_syntax]}
     written = bulk.written
+    clock.lap("encode")
     layout_: FrameLayout | None = None
     if pixel is not None:
         try:
@@ -277,8 +301,8 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))
         for number, frame in enumerate(layout_.frames, start=1):
-            written += _write_frame(frames_dir / str(number), header, frame, parsed.stream,
-                                    buffer)
+            written += _write_frame(frames_dir / str(number), header, frame, copier)
+    clock.lap("frames")
     metadata = dict(sorted(metadata.items()))
     document = b""
     if options.deduplicate:
@@ -286,8 +310,10 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
     if options.instances or not options.deduplicate:
         document = orjson.dumps([metadata])
+        clock.lap("encode")
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)
+            clock.lap("gzip")
         (staging / layout.metadata_name(options.gzip)).write_bytes(document)
     view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax, ds,
                         metadata, len(layout_.frames) if layout_ else 0, staging,
@@ -301,5 +327,6 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
     info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
     (staging / "info").write_bytes(info_bytes)
     written += len(document) + len(info_bytes)
+    clock.lap("write")
     return (len(layout_.frames) if layout_ else 0), written
 

@@ -7,6 +7,10 @@ checked not to contain the delimiter, which would make the part unparseable.
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from .errors import ConversionError
@@ -50,28 +54,77 @@ class BoundaryChecker:
         self._tail = (self._tail + bytes(buffer[max(0, n - keep) : n]))[-keep:]
 
 
-def write_segments(
-    dst: BinaryIO,
-    src: BinaryIO,
-    segments: tuple[tuple[int, int], ...] | list[tuple[int, int]],
-    buffer: bytearray,
-    checker: BoundaryChecker,
-) -> int:
-    """Copy byte ranges of `src` to `dst` through one reused buffer; returns bytes copied."""
-    view = memoryview(buffer)
-    total = 0
-    for offset, length in segments:
-        src.seek(offset)
-        remaining = length
-        while remaining:
-            n = src.readinto(view[: min(remaining, len(buffer))])
-            if not n:
-                raise ConversionError(f"source ends inside a value at offset {offset}")
-            checker.feed(buffer, n)
-            dst.write(view[:n])
-            remaining -= n
-            total += n
-    return total
+class PayloadCopier:
+    """Copies byte ranges of the source into part files.
+
+    Checked mode reads through one reused buffer and looks for the delimiter. Kernel
+    mode (`os.copy_file_range`, no bytes through Python) is for a source already known to
+    hold no delimiter anywhere; it falls back to checked copying where the kernel or the
+    file system cannot do it.
+    """
+
+    def __init__(self, src: BinaryIO, buffer: bytearray, kernel: bool) -> None:
+        self.src = src
+        self.buffer = buffer
+        self.kernel = kernel and hasattr(os, "copy_file_range") and _has_fileno(src)
+
+    def copy(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:
+        if self.kernel:
+            try:
+                return self._copy_in_kernel(dst, segments)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self.kernel = False
+        return self._copy_checked(dst, segments)
+
+    def _copy_in_kernel(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:
+        dst.flush()
+        src_fd, dst_fd = self.src.fileno(), dst.fileno()
+        total = 0
+        for offset, length in segments:
+            done = 0
+            while done < length:
+                n = os.copy_file_range(src_fd, dst_fd, length - done, offset + done)
+                if n == 0:
+                    raise ConversionError(f"source ends inside a value at offset {offset}")
+                done += n
+            total += length
+        return total
+
+    def _copy_checked(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:
+        buffer = self.buffer
+        view = memoryview(buffer)
+        checker = BoundaryChecker()
+        total = 0
+        for offset, length in segments:
+            self.src.seek(offset)
+            remaining = length
+            while remaining:
+                n = self.src.readinto(view[: min(remaining, len(buffer))])
+                if not n:
+                    raise ConversionError(f"source ends inside a value at offset {offset}")
+                checker.feed(buffer, n)
+                dst.write(view[:n])
+                remaining -= n
+                total += n
+        return total
+
+
+def _has_fileno(stream: BinaryIO) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return True
+
+
+def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bool, bytes]:
+    """For scanning a whole source: (delimiter in tail+data[:n], new tail)."""
+    keep = len(_DELIMITER) - 1
+    found = data.find(_DELIMITER, 0, n) != -1 or (
+        bool(tail) and _DELIMITER in tail + bytes(data[: min(n, keep)]))
+    return found, (tail + bytes(data[max(0, n - keep): n]))[-keep:]
 
 
 def read_part_body(path) -> bytes:

@@ -9,14 +9,14 @@ commits, so the last aggregation of a study sees every instance any run committe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from . import dedup, qido
-from .fsutil import read_resource, tree_lock, write_resource
+from .fsutil import read_resource, tree_lock, write_resource, write_resource_stream
 from .plugins import get_plugin_manager
 from .results import SeriesView, StudyView, write_results
 from .uids import InvalidUIDError, check_uid
@@ -26,10 +26,14 @@ _RELATIVE_URI = re.compile(rb'"BulkDataURI":"(?![A-Za-z][A-Za-z0-9+.-]*:)')
 
 
 @dataclass
-class InstanceDocument:
+class InstanceEntry:
+    """What aggregation keeps of an instance: small, so memory does not grow with the
+    size of a series; the metadata itself is read again when it is written out."""
+
     sop: str
-    data: bytes  # the instance's DICOM JSON object, as written in its metadata file
-    parsed: Json
+    sort_key: tuple[float, str]
+    record: Json  # its QIDO-RS instance record
+    summary: Json  # the attributes study and series records are made from
 
 
 def _uid_dirs(folder: Path) -> list[str]:
@@ -55,66 +59,87 @@ def series_path(root: Path, study: str, series: str) -> Path:
     return root / "studies" / study / "series" / series
 
 
-def load_instances(root: Path, study: str, series: str) -> list[InstanceDocument]:
+def instance_document(root: Path, study: str, series: str, sop: str) -> bytes | None:
+    """The instance's DICOM JSON object as written in its metadata file (or rebuilt from
+    the deduplicated form); None if it has neither."""
+    data = read_resource(series_path(root, study, series) / "instances" / sop / "metadata")
+    if data is not None:
+        return data.strip()[1:-1]  # the one object of the instance's array
+    parsed = dedup.load_document(root, study, series, sop)
+    return None if parsed is None else orjson.dumps(parsed)
+
+
+def scan_series(root: Path, study: str, series: str, base_url: str | None
+                ) -> list[InstanceEntry]:
     """Every instance of a series, sorted by Instance Number then SOP Instance UID."""
     found = []
-    instances = series_path(root, study, series) / "instances"
-    for sop in _uid_dirs(instances):
-        data = read_resource(instances / sop / "metadata")
-        if data is not None:
-            data = data.strip()[1:-1]  # the one object of the instance's array
-            parsed = orjson.loads(data)
-        else:
-            parsed = dedup.load_document(root, study, series, sop)
-            if parsed is None:
-                continue  # an instance folder without metadata in either form
-            data = orjson.dumps(parsed)
-        found.append(InstanceDocument(sop, data, parsed))
-    found.sort(key=lambda d: qido.instance_sort_key(d.parsed))
+    for sop in _uid_dirs(series_path(root, study, series) / "instances"):
+        data = instance_document(root, study, series, sop)
+        if data is None:
+            continue  # an instance folder without metadata in either form
+        parsed = orjson.loads(data)
+        found.append(InstanceEntry(sop, qido.instance_sort_key(parsed),
+                                   qido.instance_record(parsed, base_url),
+                                   qido.summary(parsed)))
+    found.sort(key=lambda entry: entry.sort_key)
     return found
 
 
-def _array(items: Iterable[bytes]) -> bytes:
-    return b"[" + b",".join(items) + b"]"
+def _array(root: Path, study: str, members: Iterable[tuple[str, str]],
+           prefix: str) -> Iterator[bytes]:
+    """A JSON array of instance documents, streamed; `prefix` formats the rebase prefix
+    from series and SOP Instance UID."""
+    yield b"["
+    first = True
+    for series, sop in members:
+        data = instance_document(root, study, series, sop)
+        if data is None:
+            continue
+        if not first:
+            yield b","
+        first = False
+        yield rebase_uris(data, prefix.format(series=series, sop=sop))
+    yield b"]"
 
 
 def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Json | None:
     """Rewrite a study's series/study metadata and QIDO files; returns its QIDO record."""
-    series_list = []
+    series_list: list[tuple[Json, str, list[InstanceEntry]]] = []
     for series in _uid_dirs(root / "studies" / study / "series"):
-        instances = load_instances(root, study, series)
-        if not instances:
+        entries = scan_series(root, study, series, base_url)
+        if not entries:
             continue
         folder = series_path(root, study, series)
-        write_resource(folder / "metadata", _array(
-            rebase_uris(d.data, f"instances/{d.sop}/") for d in instances), gzip)
-        records = [qido.instance_record(d.parsed, base_url) for d in instances]
-        write_resource(folder / "instances" / "index.json", orjson.dumps(records), gzip)
-        series_list.append((qido.series_record([d.parsed for d in instances], base_url),
-                            series, instances))
+        write_resource_stream(folder / "metadata", _array(
+            root, study, ((series, e.sop) for e in entries), "instances/{sop}/"), gzip)
+        write_resource(folder / "instances" / "index.json",
+                       orjson.dumps([e.record for e in entries]), gzip)
+        series_list.append((qido.series_record(entries[0].summary, len(entries), base_url),
+                            series, entries))
     if not series_list:
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
     study_folder = root / "studies" / study
-    write_resource(study_folder / "metadata", _array(
-        rebase_uris(d.data, f"series/{series}/instances/{d.sop}/")
-        for _, series, instances in series_list for d in instances), gzip)
+    write_resource_stream(study_folder / "metadata", _array(
+        root, study, ((series, e.sop) for _, series, entries in series_list for e in entries),
+        "series/{series}/instances/{sop}/"), gzip)
     series_records = [record for record, _, _ in series_list]
     write_resource(study_folder / "series" / "index.json", orjson.dumps(series_records), gzip)
-    count = sum(len(instances) for _, _, instances in series_list)
-    record = qido.study_record(series_list[0][2][0].parsed, series_records, count, base_url)
+    count = sum(len(entries) for _, _, entries in series_list)
+    record = qido.study_record(series_list[0][2][0].summary, series_records, count, base_url)
     write_resource(study_folder / "index.json", orjson.dumps([record]), gzip)
     _plugin_results(root, study, series_list)
     return record
 
 
 def _plugin_results(root: Path, study: str,
-                    series_list: list[tuple[Json, str, list[InstanceDocument]]]) -> None:
+                    series_list: list[tuple[Json, str, list[InstanceEntry]]]) -> None:
     """Let plugins add `_vendor_name/` folders to each series and to the study."""
     hook = get_plugin_manager().hook
-    views = [SeriesView(study, series, [d.parsed for d in instances],
-                        series_path(root, study, series))
-             for _, series, instances in series_list]
+    if not hook.series_results.get_hookimpls() and not hook.study_results.get_hookimpls():
+        return
+    views = [SeriesView(study, series, [e.sop for e in entries], root)
+             for _, series, entries in series_list]
     for view in views:
         for results in hook.series_results(series=view):
             write_results(view.folder, list(results or []))

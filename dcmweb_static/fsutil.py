@@ -6,7 +6,7 @@ import fcntl
 import gzip as _gzip
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +35,25 @@ def write_resource(path: Path, data: bytes, gzip: bool) -> None:
     plain, packed = path, path.with_name(path.name + ".gz")
     keep, drop = (packed, plain) if gzip else (plain, packed)
     atomic_write(keep, gzip_bytes(data) if gzip else data)
+    try:
+        drop.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_resource_stream(path: Path, chunks: Iterable[bytes], gzip: bool) -> None:
+    """Like write_resource, for a document given in pieces: never held whole in memory."""
+    plain, packed = path, path.with_name(path.name + ".gz")
+    keep, drop = (packed, plain) if gzip else (plain, packed)
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    tmp = keep.with_name(f".{keep.name}.{os.getpid()}.tmp")
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None
+    with open(tmp, "wb") as out:
+        for chunk in chunks:
+            out.write(compressor.compress(chunk) if compressor else chunk)
+        if compressor:
+            out.write(compressor.flush())
+    os.replace(tmp, keep)
     try:
         drop.unlink()
     except FileNotFoundError:

@@ -29,6 +29,7 @@ INSTANCE_ATTRIBUTES = (
     SPECIFIC_CHARACTER_SET, "00080016", "00080018", TIMEZONE_OFFSET, "0020000D", "0020000E",
     "00200013", "00280008", "00280010", "00280011", "00280100",
 )
+SUMMARY_ATTRIBUTES = tuple(sorted(set(STUDY_ATTRIBUTES) | set(SERIES_ATTRIBUTES)))
 INSTANCE_AVAILABILITY = "00080056"
 MODALITIES_IN_STUDY = "00080061"
 RETRIEVE_URL = "00081190"
@@ -85,15 +86,19 @@ def instance_record(instance: Json, base_url: str | None) -> Json:
     })
 
 
-def series_record(instances: list[Json], base_url: str | None) -> Json:
-    """The series record, from its instances (sorted; the first supplies the values)."""
-    first = instances[0]
+def series_record(first: Json, count: int, base_url: str | None) -> Json:
+    """The series record, from its first instance (in sort order) and instance count."""
     study, series = first_value(first, "0020000D"), first_value(first, "0020000E")
     return _with(_pick(first, SERIES_ATTRIBUTES), {
         INSTANCE_AVAILABILITY: {"vr": "CS", "Value": ["ONLINE"]},
-        SERIES_RELATED_INSTANCES: {"vr": "IS", "Value": [len(instances)]},
+        SERIES_RELATED_INSTANCES: {"vr": "IS", "Value": [count]},
         **_retrieve_url(base_url, f"studies/{study}/series/{series}"),
     })
+
+
+def summary(instance: Json) -> Json:
+    """The attributes of an instance that study and series records are made from."""
+    return _pick(instance, SUMMARY_ATTRIBUTES)
 
 
 def study_record(first_instance: Json, series_records: list[Json], instance_count: int,

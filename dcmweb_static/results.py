@@ -7,10 +7,12 @@ here, so no plugin can write outside the folder it belongs to.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydicom.dataset import Dataset
 
 from .errors import ConversionError
@@ -80,8 +82,26 @@ class InstanceView:
 class SeriesView:
     study_uid: str
     series_uid: str
-    instances: list[dict[str, Any]]  # instance metadata objects, sorted
-    folder: Path
+    sop_uids: list[str]  # sorted by Instance Number
+    root: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "studies" / self.study_uid / "series" / self.series_uid
+
+    @property
+    def instance_count(self) -> int:
+        return len(self.sop_uids)
+
+    def instances(self) -> Iterator[dict[str, Any]]:
+        """The instance metadata objects, sorted, read one at a time (a series can hold
+        thousands: they are not all kept in memory)."""
+        from .aggregate import instance_document
+
+        for sop in self.sop_uids:
+            data = instance_document(self.root, self.study_uid, self.series_uid, sop)
+            if data is not None:
+                yield orjson.loads(data)
 
 
 @dataclass

@@ -62,11 +62,13 @@ class Results:
 
     @hookimpl
     def series_results(self, series):
-        return [ResultFile("_acme_count", "n.txt", str(len(series.instances)).encode())]
+        numbers = [i["00200013"]["Value"][0] for i in series.instances()]
+        return [ResultFile("_acme_count", "n.txt", str(series.instance_count).encode()),
+                ResultFile("_acme_count", "numbers.json", json.dumps(numbers).encode())]
 
     @hookimpl
     def study_results(self, study):
-        total = sum(len(s.instances) for s in study.series)
+        total = sum(s.instance_count for s in study.series)
         return [ResultFile("_acme_count", "n.txt", str(total).encode())]
 
     @hookimpl
@@ -90,6 +92,8 @@ def test_result_folders_at_every_level(registered, tmp_path: Path) -> None:
         body = (folder / "frames" / "1").read_bytes()
         assert (folder / "_acme_probe" / "frame1.bin").read_bytes() in body
     assert (instances[0].parent.parent / "_acme_count" / "n.txt").read_text() == "3"
+    numbers = json.loads((instances[0].parent.parent / "_acme_count" / "numbers.json").read_text())
+    assert numbers == [1, 2, 3]
     assert (out / "studies" / syn.uid(1) / "_acme_count" / "n.txt").read_text() == "3"
 
 

@@ -103,11 +103,7 @@ def convert(source: Path, out: Path, report: Path, jobs: int | None) -> tuple[fl
 
 
 def stages(report: dict) -> str:
-    totals: dict[str, float] = {}
-    for record in report["files"]:
-        for stage, ms in (record.get("timings_ms") or {}).items():
-            totals[stage] = totals.get(stage, 0.0) + ms
-    worker = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in totals.items())
+    worker = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in report["worker_timings_ms"].items())
     parent = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in report["timings_ms"].items())
     return f"workers (s, summed): {worker}; parent (s): {parent}"
 

@@ -27,13 +27,12 @@ _RELATIVE_URI = re.compile(rb'"BulkDataURI":"(?![A-Za-z][A-Za-z0-9+.-]*:)')
 
 @dataclass
 class InstanceEntry:
-    """What aggregation keeps of an instance: small, so memory does not grow with the
-    size of a series; the metadata itself is read again when it is written out."""
+    """What aggregation keeps of an instance between its passes: its sort key only, so
+    memory does not grow with the size of a series; the metadata is read again when the
+    series files are written."""
 
     sop: str
     sort_key: tuple[float, str]
-    record: Json  # its QIDO-RS instance record
-    summary: Json  # the attributes study and series records are made from
 
 
 def _uid_dirs(folder: Path) -> list[str]:
@@ -69,77 +68,93 @@ def instance_document(root: Path, study: str, series: str, sop: str) -> bytes | 
     return None if parsed is None else orjson.dumps(parsed)
 
 
-def scan_series(root: Path, study: str, series: str, base_url: str | None
-                ) -> list[InstanceEntry]:
+def scan_series(root: Path, study: str, series: str) -> list[InstanceEntry]:
     """Every instance of a series, sorted by Instance Number then SOP Instance UID."""
     found = []
     for sop in _uid_dirs(series_path(root, study, series) / "instances"):
         data = instance_document(root, study, series, sop)
-        if data is None:
-            continue  # an instance folder without metadata in either form
-        parsed = orjson.loads(data)
-        found.append(InstanceEntry(sop, qido.instance_sort_key(parsed),
-                                   qido.instance_record(parsed, base_url),
-                                   qido.summary(parsed)))
+        if data is not None:  # else: an instance folder without metadata in either form
+            found.append(InstanceEntry(sop, qido.instance_sort_key(orjson.loads(data))))
     found.sort(key=lambda entry: entry.sort_key)
     return found
 
 
-def _array(root: Path, study: str, members: Iterable[tuple[str, str]],
-           prefix: str) -> Iterator[bytes]:
-    """A JSON array of instance documents, streamed; `prefix` formats the rebase prefix
-    from series and SOP Instance UID."""
+class _SeriesWriter:
+    """Streams the series metadata array and collects the QIDO instance records on the
+    way (records are small; documents are never all held at once)."""
+
+    def __init__(self, root: Path, study: str, series: str, base_url: str | None) -> None:
+        self.root, self.study, self.series, self.base_url = root, study, series, base_url
+        self.records: list[Json] = []
+        self.first: Json | None = None
+
+    def documents(self, entries: list[InstanceEntry]) -> Iterator[bytes]:
+        yield b"["
+        for entry in entries:
+            data = instance_document(self.root, self.study, self.series, entry.sop)
+            if data is None:
+                continue
+            parsed = orjson.loads(data)
+            self.records.append(qido.instance_record(parsed, self.base_url))
+            separator = b"" if self.first is None else b","
+            if self.first is None:
+                self.first = qido.summary(parsed)
+            yield separator + rebase_uris(data, f"instances/{entry.sop}/")
+        yield b"]"
+
+
+def _study_documents(root: Path, study: str,
+                     members: list[tuple[str, list[InstanceEntry]]]) -> Iterator[bytes]:
     yield b"["
     first = True
-    for series, sop in members:
-        data = instance_document(root, study, series, sop)
-        if data is None:
-            continue
-        if not first:
-            yield b","
-        first = False
-        yield rebase_uris(data, prefix.format(series=series, sop=sop))
+    for series, entries in members:
+        for entry in entries:
+            data = instance_document(root, study, series, entry.sop)
+            if data is None:
+                continue
+            yield (b"" if first else b",") + rebase_uris(
+                data, f"series/{series}/instances/{entry.sop}/")
+            first = False
     yield b"]"
 
 
 def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Json | None:
     """Rewrite a study's series/study metadata and QIDO files; returns its QIDO record."""
-    series_list: list[tuple[Json, str, list[InstanceEntry]]] = []
+    series_list: list[tuple[Json, str, list[InstanceEntry], Json]] = []
     for series in _uid_dirs(root / "studies" / study / "series"):
-        entries = scan_series(root, study, series, base_url)
+        entries = scan_series(root, study, series)
         if not entries:
             continue
         folder = series_path(root, study, series)
-        write_resource_stream(folder / "metadata", _array(
-            root, study, ((series, e.sop) for e in entries), "instances/{sop}/"), gzip)
-        write_resource(folder / "instances" / "index.json",
-                       orjson.dumps([e.record for e in entries]), gzip)
-        series_list.append((qido.series_record(entries[0].summary, len(entries), base_url),
-                            series, entries))
+        writer = _SeriesWriter(root, study, series, base_url)
+        write_resource_stream(folder / "metadata", writer.documents(entries), gzip)
+        write_resource(folder / "instances" / "index.json", orjson.dumps(writer.records), gzip)
+        assert writer.first is not None
+        series_list.append((qido.series_record(writer.first, len(entries), base_url),
+                            series, entries, writer.first))
     if not series_list:
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
     study_folder = root / "studies" / study
-    write_resource_stream(study_folder / "metadata", _array(
-        root, study, ((series, e.sop) for _, series, entries in series_list for e in entries),
-        "series/{series}/instances/{sop}/"), gzip)
-    series_records = [record for record, _, _ in series_list]
+    write_resource_stream(study_folder / "metadata", _study_documents(
+        root, study, [(series, entries) for _, series, entries, _ in series_list]), gzip)
+    series_records = [item[0] for item in series_list]
     write_resource(study_folder / "series" / "index.json", orjson.dumps(series_records), gzip)
-    count = sum(len(entries) for _, _, entries in series_list)
-    record = qido.study_record(series_list[0][2][0].summary, series_records, count, base_url)
+    count = sum(len(item[2]) for item in series_list)
+    record = qido.study_record(series_list[0][3], series_records, count, base_url)
     write_resource(study_folder / "index.json", orjson.dumps([record]), gzip)
-    _plugin_results(root, study, series_list)
+    _plugin_results(root, study, [(series, entries) for _, series, entries, _ in series_list])
     return record
 
 
 def _plugin_results(root: Path, study: str,
-                    series_list: list[tuple[Json, str, list[InstanceEntry]]]) -> None:
+                    series_list: list[tuple[str, list[InstanceEntry]]]) -> None:
     """Let plugins add `_vendor_name/` folders to each series and to the study."""
     hook = get_plugin_manager().hook
     if not hook.series_results.get_hookimpls() and not hook.study_results.get_hookimpls():
         return
     views = [SeriesView(study, series, [e.sop for e in entries], root)
-             for _, series, entries in series_list]
+             for series, entries in series_list]
     for view in views:
         for results in hook.series_results(series=view):
             write_results(view.folder, list(results or []))

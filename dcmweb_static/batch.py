@@ -44,6 +44,8 @@ class RunSummary:
     seconds: float = 0.0
     #: parent-side seconds (commit, aggregate) and peak RSS (KiB) of parent and workers
     timings: dict[str, float] = field(default_factory=dict)
+    #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
+    worker_timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
@@ -64,6 +66,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "counts": {s: self.count(s) for s in ("converted", "duplicate", "skipped", "failed")},
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
+            "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
             "files": [r.report_record() for r in self.results],
         }
@@ -175,6 +178,9 @@ class Converter:
         return summary
 
     def _finish(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
+        for stage, seconds in result.timings.items():  # kept as run totals only
+            summary.worker_timings[stage] = summary.worker_timings.get(stage, 0.0) + seconds
+        result.timings = {}
         if result.status == "converted":
             committed = time.perf_counter()
             self._commit(index, result)

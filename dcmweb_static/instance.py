@@ -61,7 +61,7 @@ class ConvertOptions:
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class InstanceResult:
     path: str
     status: str  # "converted", "failed", "skipped" (and "duplicate", decided when committing)
@@ -94,7 +94,6 @@ class InstanceResult:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "warnings": self.warnings or None,
-            "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()} or None,
         }
         return {k: v for k, v in record.items() if v is not None}
 

@@ -12,8 +12,9 @@ import enum
 import os
 import resource
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -37,44 +38,103 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+MAX_KEPT_PROBLEMS = 1000
+STATUSES = ("converted", "duplicate", "skipped", "failed")
+
+
 @dataclass
 class RunSummary:
+    """Counts and records of a run. Every file's report record is spooled to a temporary
+    file, so the parent's memory does not grow with the number of inputs; `results` keeps
+    the InstanceResult objects too when asked (library use, tests)."""
+
     output: Path
+    keep_results: bool = True
     results: list[InstanceResult] = field(default_factory=list)
+    #: the first MAX_KEPT_PROBLEMS results that were not converted, for the end summary
+    problems: list[InstanceResult] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    bytes_in: int = 0
+    touched_studies: set[str] = field(default_factory=set)
     seconds: float = 0.0
     #: parent-side seconds (commit, aggregate) and peak RSS (KiB) of parent and workers
     timings: dict[str, float] = field(default_factory=dict)
     #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
     worker_timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    _spool: Any = field(default=None, repr=False)
+    _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def add(self, index: int, result: InstanceResult) -> None:
+        self.counts[result.status] += 1
+        if result.status == "converted":
+            self.bytes_in += result.bytes_in
+            if result.study_uid:
+                self.touched_studies.add(result.study_uid)
+        else:
+            self._problem(result)
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile()
+        self._spool.write(orjson.dumps([index, result.report_record()]) + b"\n")
+        if self.keep_results:
+            self.results.append(result)
+
+    def changed(self, index: int, result: InstanceResult, was: str) -> None:
+        """An earlier-added result changed status (judged again against the file that
+        won its SOP Instance UID)."""
+        self.counts[was] -= 1
+        self.counts[result.status] += 1
+        if was == "converted":
+            self.bytes_in -= result.bytes_in
+            self._problem(result)
+        self._overrides[index] = {"status": result.status, "reason": result.reason}
+
+    def _problem(self, result: InstanceResult) -> None:
+        if len(self.problems) < MAX_KEPT_PROBLEMS:
+            self.problems.append(result)
 
     def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
-
-    @property
-    def bytes_in(self) -> int:
-        return sum(r.bytes_in for r in self.results if r.status == "converted")
+        return self.counts.get(status, 0)
 
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode.FILES_FAILED if self.count("failed") else ExitCode.OK
 
-    def report(self) -> dict[str, Any]:
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every input's report record, in completion order."""
+        if self._spool is None:
+            return
+        self._spool.seek(0)
+        for line in self._spool:
+            index, record = orjson.loads(line)
+            record.update(self._overrides.get(index, {}))
+            yield record
+        self._spool.seek(0, os.SEEK_END)
+
+    def report_head(self) -> dict[str, Any]:
         return {
             "tool": {"name": "dcmweb-static", "version": __version__},
             "output": str(self.output),
             "seconds": round(self.seconds, 3),
-            "counts": {s: self.count(s) for s in ("converted", "duplicate", "skipped", "failed")},
+            "counts": dict(self.counts),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
-            "files": [r.report_record() for r in self.results],
         }
+
+    def report(self) -> dict[str, Any]:
+        return {**self.report_head(), "files": list(self.records())}
 
 
 def write_report(summary: RunSummary, path: Path) -> None:
+    """The run report as JSON, streamed from the spool: one record per input."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2))
+    head = orjson.dumps(summary.report_head(), option=orjson.OPT_INDENT_2)
+    with open(tmp, "wb") as out:
+        out.write(head[:-2] + b',\n  "files": [')
+        for n, record in enumerate(summary.records()):
+            out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
+        out.write(b"\n  ]\n}\n")
     os.replace(tmp, path)
 
 
@@ -129,7 +189,31 @@ def _clean_stale_staging(staging_parent: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _mark_duplicate(loser: InstanceResult, winner: InstanceResult) -> None:
+@dataclass(slots=True)
+class _Committed:
+    """What the run remembers of a file with a given SOP Instance UID: small."""
+
+    index: int
+    path: str
+    sha256: str | None
+    bytes_in: int
+    status: str
+    reason: str | None = None
+    result: InstanceResult | None = None  # only when results are kept anyway
+
+    @classmethod
+    def of(cls, index: int, result: InstanceResult, keep: bool = False) -> _Committed:
+        return cls(index, result.path, result.sha256, result.bytes_in, result.status,
+                   result.reason, result if keep else None)
+
+
+@dataclass(slots=True)
+class _SopState:
+    winner: _Committed
+    losers: list[_Committed] = field(default_factory=list)
+
+
+def _mark_duplicate(loser: InstanceResult, winner: _Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status, loser.reason = "duplicate", f"same file content as {winner.path}"
     else:
@@ -142,16 +226,20 @@ class Converter:
     """Runs a batch. `on_result` is called in the parent for every finished file."""
 
     def __init__(self, options: ConvertOptions, jobs: int | None = None,
-                 on_result: Callable[[InstanceResult], None] | None = None) -> None:
+                 on_result: Callable[[InstanceResult], None] | None = None,
+                 keep_results: bool = True) -> None:
         self.options = options
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.on_result = on_result or (lambda result: None)
-        self._seen: dict[str, tuple[int, InstanceResult]] = {}
+        #: False: results only go to the spooled report (memory flat for any batch size)
+        self.keep_results = keep_results
+        self._seen: dict[str, _SopState] = {}
+        self._worker_peak_rss_kib = 0
 
     def run(self, files: Iterable[Path]) -> RunSummary:
         started = time.perf_counter()
         root = self.options.output
-        summary = RunSummary(output=root)
+        summary = RunSummary(output=root, keep_results=self.keep_results)
         staging_parent = root / layout.STAGING_DIR
         _clean_stale_staging(staging_parent)
         staging_root = staging_parent / f"run-{os.getpid()}-{time.time_ns()}"
@@ -159,10 +247,9 @@ class Converter:
         try:
             pending = [str(p) for p in files]
             self._run_pool(pending, str(staging_root), summary)
-            touched = {r.study_uid for r in summary.results
-                       if r.status == "converted" and r.study_uid}
             aggregated = time.perf_counter()
-            aggregate(root, touched, gzip=self.options.gzip, base_url=self.options.base_url)
+            aggregate(root, summary.touched_studies, gzip=self.options.gzip,
+                      base_url=self.options.base_url)
             summary.timings["aggregate"] = time.perf_counter() - aggregated
         finally:
             shutil.rmtree(staging_root, ignore_errors=True)
@@ -173,7 +260,7 @@ class Converter:
             summary.seconds = time.perf_counter() - started
             summary.peak_rss_kib = {
                 "parent": peak_rss_kib(),
-                "workers": max((r.worker_peak_rss_kib for r in summary.results), default=0),
+                "workers": self._worker_peak_rss_kib,
             }
         return summary
 
@@ -183,23 +270,26 @@ class Converter:
         result.timings = {}
         if result.status == "converted":
             committed = time.perf_counter()
-            self._commit(index, result)
+            self._commit(index, result, summary)
             summary.timings["commit"] = summary.timings.get("commit", 0.0) + \
                 time.perf_counter() - committed
-        summary.results.append(result)
+        self._worker_peak_rss_kib = max(self._worker_peak_rss_kib, result.worker_peak_rss_kib)
+        summary.add(index, result)
         self.on_result(result)
         get_plugin_manager().hook.instance_converted(record=result.report_record())
 
-    def _commit(self, index: int, result: InstanceResult) -> None:
+    def _commit(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         """Move the staged folder into the tree. Of several files with one SOP Instance
-        UID the first in input order wins, whatever order the workers finish in, so a
-        re-run gives the same tree."""
+        UID the first in input order wins, whatever order the workers finish in, and the
+        others are judged against it (duplicate if the same bytes, else failed), so a
+        re-run gives the same tree and the same report."""
         assert result.staging and result.sop_uid and result.study_uid and result.series_uid
         staging, result.staging = Path(result.staging), None
-        earlier = self._seen.get(result.sop_uid)
-        if earlier is not None and earlier[0] < index:
+        state = self._seen.get(result.sop_uid)
+        if state is not None and state.winner.index < index:
             shutil.rmtree(staging, ignore_errors=True)
-            _mark_duplicate(result, earlier[1])
+            _mark_duplicate(result, state.winner)
+            state.losers.append(_Committed.of(index, result, keep=self.keep_results))
             return
         try:
             commit_instance(self.options.output, staging, result.study_uid,
@@ -208,9 +298,21 @@ class Converter:
             shutil.rmtree(staging, ignore_errors=True)
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
-        if earlier is not None:  # a later input had been committed first: it loses now
-            _mark_duplicate(earlier[1], result)
-        self._seen[result.sop_uid] = (index, result)
+        winner = _Committed.of(index, result, keep=self.keep_results)
+        if state is None:
+            self._seen[result.sop_uid] = _SopState(winner)
+            return
+        # an earlier input arrived after later ones: it wins, they are judged against it
+        for loser in [state.winner, *state.losers]:
+            record = loser.result or InstanceResult(
+                path=loser.path, status=loser.status, sop_uid=result.sop_uid,
+                sha256=loser.sha256, bytes_in=loser.bytes_in)
+            was = record.status
+            _mark_duplicate(record, winner)
+            if record.status != was or record.reason != loser.reason:
+                summary.changed(loser.index, record, was=was)
+            loser.status, loser.reason = record.status, record.reason
+        self._seen[result.sop_uid] = _SopState(winner, [state.winner, *state.losers])
 
     def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
         queue = list(reversed(list(enumerate(paths))))

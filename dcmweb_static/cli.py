@@ -188,7 +188,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             progress.write(f"{result.status}: {result.path}"
                            + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
 
-    converter = Converter(options, jobs=jobs, on_result=on_result)
+    converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False)
     summary = None
     try:
         summary = converter.run(files)

@@ -29,11 +29,12 @@ def print_summary(summary: RunSummary, console: Console, *, verbose: bool = Fals
         f"{converted / seconds:.1f}",
     )
     console.print(table)
-    problems = [r for r in summary.results if r.status != "converted"]
+    problems = summary.problems
     shown = problems if verbose else problems[:MAX_LISTED_PROBLEMS]
     for result in shown:
         style = "red" if result.status == "failed" else "yellow"
         console.print(f"[{style}]{result.status}[/{style}] {result.path}: {result.reason}",
                       markup=True, highlight=False, soft_wrap=True)
-    if len(problems) > len(shown):
-        console.print(f"… and {len(problems) - len(shown)} more (see --report or --verbose)")
+    total = sum(summary.count(s) for s in ("duplicate", "skipped", "failed"))
+    if total > len(shown):
+        console.print(f"… and {total - len(shown)} more (see --report)")

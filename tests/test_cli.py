@@ -232,3 +232,30 @@ def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Pa
     assert (early.status, late.status) == ("converted", "failed")
     (folder,) = _instances(out)
     assert json.loads((folder / "info").read_text())["source"]["sha256"] == early.sha256
+
+
+@pytest.mark.parametrize("keep_results", [True, False])
+def test_losers_are_judged_against_the_final_winner(good: Path, tmp_path: Path,
+                                                    keep_results: bool) -> None:
+    from dcmweb_static.batch import Converter, RunSummary
+    from dcmweb_static.instance import ConvertOptions, convert_file
+
+    first = sorted(good.glob("*.dcm"))[0]
+    ds = pydicom.dcmread(first)
+    ds.PatientID = "CHANGED"
+    ds.save_as(tmp_path / "conflict.dcm")
+    shutil.copy(first, tmp_path / "copy.dcm")
+    options = ConvertOptions(output=tmp_path / "out")
+    staging = tmp_path / "out" / ".tmp" / "test"
+    winner, conflict, copy = (convert_file(p, options, staging) for p in
+                              (first, tmp_path / "conflict.dcm", tmp_path / "copy.dcm"))
+    converter = Converter(options, keep_results=keep_results)
+    summary = RunSummary(output=options.output, keep_results=keep_results)
+    converter._finish(2, conflict, summary)  # finishes first, committed for now
+    converter._finish(3, copy, summary)  # judged against conflict for now: different
+    converter._finish(0, winner, summary)  # the first input: wins, the others re-judged
+    statuses = {Path(r["path"]).name: r["status"] for r in summary.records()}
+    assert statuses == {first.name: "converted", "conflict.dcm": "failed",
+                        "copy.dcm": "duplicate"}
+    assert summary.counts == {"converted": 1, "duplicate": 1, "skipped": 0, "failed": 1}
+    assert summary.exit_code == 1

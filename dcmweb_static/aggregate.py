@@ -16,7 +16,13 @@ from pathlib import Path
 import orjson
 
 from . import dedup, qido
-from .fsutil import read_resource, tree_lock, write_resource, write_resource_stream
+from .fsutil import (
+    ResourceWriter,
+    read_resource,
+    tree_lock,
+    write_resource,
+    write_resource_stream,
+)
 from .plugins import get_plugin_manager
 from .results import SeriesView, StudyView, write_results
 from .uids import InvalidUIDError, check_uid
@@ -79,28 +85,29 @@ def scan_series(root: Path, study: str, series: str) -> list[InstanceEntry]:
     return found
 
 
-class _SeriesWriter:
-    """Streams the series metadata array and collects the QIDO instance records on the
-    way (records are small; documents are never all held at once)."""
-
-    def __init__(self, root: Path, study: str, series: str, base_url: str | None) -> None:
-        self.root, self.study, self.series, self.base_url = root, study, series, base_url
-        self.records: list[Json] = []
-        self.first: Json | None = None
-
-    def documents(self, entries: list[InstanceEntry]) -> Iterator[bytes]:
-        yield b"["
+def _write_series(root: Path, study: str, series: str, entries: list[InstanceEntry],
+                  gzip: bool, base_url: str | None) -> Json | None:
+    """Stream the series metadata array and the QIDO instance list side by side, one
+    instance at a time; returns the first instance's summary (None if none was left)."""
+    folder = series_path(root, study, series)
+    first: Json | None = None
+    with ResourceWriter(folder / "metadata", gzip) as documents, \
+            ResourceWriter(folder / "instances" / "index.json", gzip) as index:
+        documents.write(b"[")
+        index.write(b"[")
         for entry in entries:
-            data = instance_document(self.root, self.study, self.series, entry.sop)
+            data = instance_document(root, study, series, entry.sop)
             if data is None:
                 continue
             parsed = orjson.loads(data)
-            self.records.append(qido.instance_record(parsed, self.base_url))
-            separator = b"" if self.first is None else b","
-            if self.first is None:
-                self.first = qido.summary(parsed)
-            yield separator + rebase_uris(data, f"instances/{entry.sop}/")
-        yield b"]"
+            separator = b"" if first is None else b","
+            if first is None:
+                first = qido.summary(parsed)
+            documents.write(separator + rebase_uris(data, f"instances/{entry.sop}/"))
+            index.write(separator + orjson.dumps(qido.instance_record(parsed, base_url)))
+        documents.write(b"]")
+        index.write(b"]")
+    return first
 
 
 def _study_documents(root: Path, study: str,
@@ -125,13 +132,11 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
         entries = scan_series(root, study, series)
         if not entries:
             continue
-        folder = series_path(root, study, series)
-        writer = _SeriesWriter(root, study, series, base_url)
-        write_resource_stream(folder / "metadata", writer.documents(entries), gzip)
-        write_resource(folder / "instances" / "index.json", orjson.dumps(writer.records), gzip)
-        assert writer.first is not None
-        series_list.append((qido.series_record(writer.first, len(entries), base_url),
-                            series, entries, writer.first))
+        first = _write_series(root, study, series, entries, gzip, base_url)
+        if first is None:
+            continue
+        series_list.append((qido.series_record(first, len(entries), base_url),
+                            series, entries, first))
     if not series_list:
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))

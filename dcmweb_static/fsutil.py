@@ -41,23 +41,41 @@ def write_resource(path: Path, data: bytes, gzip: bool) -> None:
         pass
 
 
+class ResourceWriter:
+    """A resource written piece by piece (never held whole), gzip or plain, atomically
+    replacing `path`(.gz) on success and removing the other form; discarded on error."""
+
+    def __init__(self, path: Path, gzip: bool) -> None:
+        plain, packed = path, path.with_name(path.name + ".gz")
+        self.keep, self.drop = (packed, plain) if gzip else (plain, packed)
+        self.keep.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.keep.with_name(f".{self.keep.name}.{os.getpid()}.tmp")
+        self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None
+        self.out = open(self.tmp, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(self.compressor.compress(chunk) if self.compressor else chunk)
+
+    def __enter__(self) -> ResourceWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            self.out.close()
+            self.tmp.unlink(missing_ok=True)
+            return
+        if self.compressor:
+            self.out.write(self.compressor.flush())
+        self.out.close()
+        os.replace(self.tmp, self.keep)
+        self.drop.unlink(missing_ok=True)
+
+
 def write_resource_stream(path: Path, chunks: Iterable[bytes], gzip: bool) -> None:
     """Like write_resource, for a document given in pieces: never held whole in memory."""
-    plain, packed = path, path.with_name(path.name + ".gz")
-    keep, drop = (packed, plain) if gzip else (plain, packed)
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    tmp = keep.with_name(f".{keep.name}.{os.getpid()}.tmp")
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None
-    with open(tmp, "wb") as out:
+    with ResourceWriter(path, gzip) as writer:
         for chunk in chunks:
-            out.write(compressor.compress(chunk) if compressor else chunk)
-        if compressor:
-            out.write(compressor.flush())
-    os.replace(tmp, keep)
-    try:
-        drop.unlink()
-    except FileNotFoundError:
-        pass
+            writer.write(chunk)
 
 
 def read_resource(path: Path) -> bytes | None:

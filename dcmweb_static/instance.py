@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 import traceback
 import warnings
@@ -111,6 +112,43 @@ class _Clock:
         self.last = now
 
 
+#: files at least this big are checksummed in a thread while their frames are copied
+OVERLAP_SCAN_BYTES = 16 << 20
+
+
+class _ScanThread(threading.Thread):
+    """_scan_source on its own file handle and buffer; hashlib and readinto release the
+    GIL, so this runs on the second core while the main thread copies frames."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self._outcome: tuple[str, int, bool] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with open(self.path, "rb") as stream:
+                self._outcome = _scan_source(stream, bytearray(COPY_BLOCK))
+        except BaseException as exc:  # re-raised in the converting thread
+            self._error = exc
+
+    def outcome(self) -> tuple[str, int, bool]:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+
+def _fix_info_checksum(info_path: Path, sha256: str) -> None:
+    """info was written before the overlapped checksum was known."""
+    info = orjson.loads(info_path.read_bytes())
+    if "sha256" in info.get("source", {}):
+        info["source"]["sha256"] = sha256
+    info_path.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+
+
 def _scan_source(stream: BinaryIO, buffer: bytearray) -> tuple[str, int, bool]:
     """One pass over the source: its SHA-256, its size, and whether the multipart
     delimiter occurs anywhere in it (if not, payloads need no check of their own)."""
@@ -209,8 +247,16 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
     buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
     try:
         with open(path, "rb") as fp:
-            result.sha256, result.bytes_in, has_delimiter = _scan_source(fp, buffer)
-            clock.lap("scan")
+            size = os.fstat(fp.fileno()).st_size
+            scan: _ScanThread | None = None
+            if size >= OVERLAP_SCAN_BYTES:
+                # a big file: checksum it on a second core while its frames are copied
+                scan = _ScanThread(path)
+                scan.start()
+                has_delimiter = False  # assumed; checked when the scan is done
+            else:
+                result.sha256, result.bytes_in, has_delimiter = _scan_source(fp, buffer)
+                clock.lap("scan")
             fp.seek(0)
             defer = max(options.thresholds.public, options.thresholds.private)
             parsed = parse_p10(fp, defer_size=defer)
@@ -227,9 +273,22 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             staging.mkdir(parents=True)
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
+            if scan is not None:
+                result.sha256, result.bytes_in = "", size
             result.frames, result.bytes_out = _write_instance(
                 parsed, result, options, staging, copier, clock
             )
+            if scan is not None:
+                result.sha256, result.bytes_in, has_delimiter = scan.outcome()
+                clock.lap("scan")
+                if has_delimiter:  # rare: write it again, every payload checked
+                    shutil.rmtree(staging)
+                    staging.mkdir()
+                    copier = PayloadCopier(parsed.stream, buffer, kernel=False)
+                    result.frames, result.bytes_out = _write_instance(
+                        parsed, result, options, staging, copier, clock)
+                else:
+                    _fix_info_checksum(staging / "info", result.sha256)
         result.status = "converted"
         result.staging = str(staging)
     except (ConversionError, InvalidUIDError) as exc:

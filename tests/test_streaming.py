@@ -5,6 +5,8 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from dcmweb_static import synthetic as syn
 from dcmweb_static.commit import commit_instance
 from dcmweb_static.instance import ConvertOptions, convert_file
@@ -48,3 +50,34 @@ def test_memory_stays_small_for_a_large_multiframe_file(tmp_path: Path) -> None:
         assert body == bytes([n - 1]) * FRAME
     _, bulk = read_part(folder / "bulkdata" / "00420011")
     assert bulk == b"\x01" * (3 << 20)
+
+
+def test_checksum_of_a_big_file_is_right(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    source = _big_file(tmp_path / "big.dcm")
+    result = convert_file(source, ConvertOptions(output=tmp_path / "out"), tmp_path / "st")
+    info = json.loads((Path(result.staging) / "info").read_text())
+    assert info["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert result.sha256 == info["source"]["sha256"] and result.bytes_in == source.stat().st_size
+
+
+@pytest.mark.parametrize("frames", [2, 80])  # checksum inline, and in a thread (> 16 MiB)
+def test_a_payload_holding_the_boundary_is_refused(tmp_path: Path, frames: int) -> None:
+    from dcmweb_static.multipart import BOUNDARY
+
+    ds = syn.base_dataset(syn.uid(51), syn.uid(51, 1), syn.uid(51, 1, 1))
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 512, 512, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames = frames
+    frame = bytearray(FRAME)
+    marker = f"\r\n--{BOUNDARY}--".encode()
+    frame[1000:1000 + len(marker)] = marker
+    ds.PixelData = bytes(frame) * frames
+    ds["PixelData"].VR = "OW"
+    source = syn.save(ds, tmp_path / "evil.dcm")
+    result = convert_file(source, ConvertOptions(output=tmp_path / "out"), tmp_path / "st")
+    assert result.status == "failed" and "multipart boundary" in result.reason
+    assert not list((tmp_path / "st").glob("*/frames/*"))

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -198,8 +199,7 @@ def _write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier)
             length = copier.copy(out, frame.segments)
         else:
             (offset, size), = frame.segments
-            copier.src.seek(offset)
-            packed = int.from_bytes(copier.src.read(size), "little") >> frame.bit_offset
+            packed = int.from_bytes(copier.read_at(offset, size), "little") >> frame.bit_offset
             packed &= (1 << frame.bit_length) - 1
             data = packed.to_bytes(frame.length, "little")
             BoundaryChecker().feed(data, len(data))
@@ -207,6 +207,22 @@ def _write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier)
             length = len(data)
         out.write(PART_FOOTER)
     return len(header) + length + len(PART_FOOTER)
+
+
+#: frames per file above which kernel copies run on two threads (the copies release the
+#: GIL; file creation dominates for many small frames)
+THREADED_FRAMES = 64
+
+
+def _write_frames(folder: Path, header: bytes, frames: list[Frame],
+                  copier: PayloadCopier) -> int:
+    numbered = list(enumerate(frames, start=1))
+    if not copier.kernel or len(frames) < THREADED_FRAMES:
+        return sum(_write_frame(folder / str(n), header, f, copier) for n, f in numbered)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        halves = [numbered[0::2], numbered[1::2]]
+        return sum(pool.map(lambda part: sum(
+            _write_frame(folder / str(n), header, f, copier) for n, f in part), halves))
 
 
 def _pixel_vr(parsed: ParsedP10) -> str:
@@ -358,8 +374,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         frames_dir = staging / "frames"
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))
-        for number, frame in enumerate(layout_.frames, start=1):
-            written += _write_frame(frames_dir / str(number), header, frame, copier)
+        written += _write_frames(frames_dir, header, layout_.frames, copier)
     clock.lap("frames")
     metadata = dict(sorted(metadata.items()))
     document = b""

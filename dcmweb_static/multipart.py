@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -67,6 +68,9 @@ class PayloadCopier:
         self.src = src
         self.buffer = buffer
         self.kernel = kernel and hasattr(os, "copy_file_range") and _has_fileno(src)
+        # kernel copies take explicit offsets and may run on several threads; the checked
+        # path seeks the shared source and reuses one buffer, so it takes this lock
+        self._lock = threading.Lock()
 
     def copy(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:
         if self.kernel:
@@ -76,7 +80,14 @@ class PayloadCopier:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
                 self.kernel = False
-        return self._copy_checked(dst, segments)
+        with self._lock:
+            return self._copy_checked(dst, segments)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """`size` bytes of the source from `offset` (safe beside threaded copies)."""
+        with self._lock:
+            self.src.seek(offset)
+            return self.src.read(size)
 
     def _copy_in_kernel(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:
         dst.flush()

@@ -68,8 +68,8 @@ class PayloadCopier:
         self.src = src
         self.buffer = buffer
         self.kernel = kernel and hasattr(os, "copy_file_range") and _has_fileno(src)
-        # kernel copies take explicit offsets and may run on several threads; the checked
-        # path seeks the shared source and reuses one buffer, so it takes this lock
+        # kernel copies take explicit offsets; the checked path and read_at seek the shared
+        # source (which the checksum thread does not use) and reuse one buffer: locked
         self._lock = threading.Lock()
 
     def copy(self, dst: BinaryIO, segments: Iterable[tuple[int, int]]) -> int:

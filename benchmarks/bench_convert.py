@@ -115,6 +115,7 @@ def bench(name: str, source: Path, work: Path, jobs: int | None) -> tuple[float,
     for target in (copy, out):
         shutil.rmtree(target, ignore_errors=True)
     cp_run, cp_sync = timed(["cp", "-r", str(source), str(copy)])
+    shutil.rmtree(copy)  # both runs start from the same page-cache state
     run, flush = convert(source, out, report, jobs)
     data = json.loads(report.read_text())
     mb = size / 1e6
@@ -130,7 +131,6 @@ def bench(name: str, source: Path, work: Path, jobs: int | None) -> tuple[float,
     print(f"  peak RSS: parent {rss['parent'] / 1024:.0f} MiB, largest worker "
           f"{rss['workers'] / 1024:.0f} MiB")
     print(f"  {stages(data)}")
-    shutil.rmtree(copy, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return run, data["seconds"]
 

@@ -8,135 +8,23 @@ time so the one that kills its worker is reported and the rest are converted.
 
 from __future__ import annotations
 
-import enum
 import os
 import resource
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-from . import __version__, layout
+from . import layout
 from .aggregate import aggregate
 from .commit import commit_instance
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
 from .plugins import get_plugin_manager
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    FILES_FAILED = 1
-    USAGE = 2
-    INTERRUPTED = 130
-
-
-MAX_KEPT_PROBLEMS = 1000
-STATUSES = ("converted", "duplicate", "skipped", "failed")
-
-
-@dataclass
-class RunSummary:
-    """Counts and records of a run. Every file's report record is spooled to a temporary
-    file, so the parent's memory does not grow with the number of inputs; `results` keeps
-    the InstanceResult objects too when asked (library use, tests)."""
-
-    output: Path
-    keep_results: bool = True
-    results: list[InstanceResult] = field(default_factory=list)
-    #: the first MAX_KEPT_PROBLEMS results that were not converted, for the end summary
-    problems: list[InstanceResult] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
-    bytes_in: int = 0
-    touched_studies: set[str] = field(default_factory=set)
-    seconds: float = 0.0
-    #: parent-side seconds (commit, aggregate) and peak RSS (KiB) of parent and workers
-    timings: dict[str, float] = field(default_factory=dict)
-    #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
-    worker_timings: dict[str, float] = field(default_factory=dict)
-    peak_rss_kib: dict[str, int] = field(default_factory=dict)
-    _spool: Any = field(default=None, repr=False)
-    _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
-
-    def add(self, index: int, result: InstanceResult) -> None:
-        self.counts[result.status] += 1
-        if result.status == "converted":
-            self.bytes_in += result.bytes_in
-            if result.study_uid:
-                self.touched_studies.add(result.study_uid)
-        else:
-            self._problem(result)
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile()
-        self._spool.write(orjson.dumps([index, result.report_record()]) + b"\n")
-        if self.keep_results:
-            self.results.append(result)
-
-    def changed(self, index: int, result: InstanceResult, was: str) -> None:
-        """An earlier-added result changed status (judged again against the file that
-        won its SOP Instance UID)."""
-        self.counts[was] -= 1
-        self.counts[result.status] += 1
-        if was == "converted":
-            self.bytes_in -= result.bytes_in
-            self._problem(result)
-        self._overrides[index] = {"status": result.status, "reason": result.reason}
-
-    def _problem(self, result: InstanceResult) -> None:
-        if len(self.problems) < MAX_KEPT_PROBLEMS:
-            self.problems.append(result)
-
-    def count(self, status: str) -> int:
-        return self.counts.get(status, 0)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.FILES_FAILED if self.count("failed") else ExitCode.OK
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Every input's report record, in completion order."""
-        if self._spool is None:
-            return
-        self._spool.seek(0)
-        for line in self._spool:
-            index, record = orjson.loads(line)
-            record.update(self._overrides.get(index, {}))
-            yield record
-        self._spool.seek(0, os.SEEK_END)
-
-    def report_head(self) -> dict[str, Any]:
-        return {
-            "tool": {"name": "dcmweb-static", "version": __version__},
-            "output": str(self.output),
-            "seconds": round(self.seconds, 3),
-            "counts": dict(self.counts),
-            "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
-            "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
-            "peak_rss_kib": self.peak_rss_kib,
-        }
-
-    def report(self) -> dict[str, Any]:
-        return {**self.report_head(), "files": list(self.records())}
-
-
-def write_report(summary: RunSummary, path: Path) -> None:
-    """The run report as JSON, streamed from the spool: one record per input."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    head = orjson.dumps(summary.report_head(), option=orjson.OPT_INDENT_2)
-    with open(tmp, "wb") as out:
-        out.write(head[:-2] + b',\n  "files": [')
-        for n, record in enumerate(summary.records()):
-            out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
-        out.write(b"\n  ]\n}\n")
-    os.replace(tmp, path)
-
+from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
 
 _WORKER_BUFFER: bytearray | None = None
 

@@ -15,13 +15,14 @@ from tqdm import tqdm
 
 from . import __version__
 from .aggregate import aggregate, all_studies
-from .batch import Converter, ExitCode, write_report
+from .batch import Converter
 from .dedup import rebuild_instances
 from .inputs import iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
 from .plugins import get_plugin_manager, plugin_summaries, transforms
+from .run_report import ExitCode, write_report
 from .summary import print_summary
 
 

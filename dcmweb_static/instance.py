@@ -7,39 +7,36 @@ raises: every outcome, failures included, is a `InstanceResult`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import threading
 import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 from pydicom.dataset import Dataset
 
 from . import dedup, layout, plugins
 from .errors import ConversionError, UnframeableError
-from .frames import Frame, FrameLayout, frame_layout
+from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
 from .info import build_info
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
 from .multipart import (
     COPY_BLOCK,
-    PART_FOOTER,
-    BoundaryChecker,
     PayloadCopier,
-    contains_delimiter,
     content_type,
     part_header,
     read_part_body,
 )
 from .p10 import ParsedP10, parse_p10
+from .parts_writer import BulkWriter, write_frames
 from .results import InstanceView, write_results
-from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, OCTET_STREAM, lookup
+from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
+from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
 from .uids import InvalidUIDError, check_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -112,108 +109,12 @@ class _Clock:
         self.last = now
 
 
-#: files at least this big are checksummed in a thread while their frames are copied
-OVERLAP_SCAN_BYTES = 16 << 20
-
-
-class _ScanThread(threading.Thread):
-    """_scan_source on its own file handle and buffer; hashlib and readinto release the
-    GIL, so this runs on the second core while the main thread copies frames."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self._outcome: tuple[str, int, bool] | None = None
-        self._error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with open(self.path, "rb") as stream:
-                self._outcome = _scan_source(stream, bytearray(COPY_BLOCK))
-        except BaseException as exc:  # re-raised in the converting thread
-            self._error = exc
-
-    def outcome(self) -> tuple[str, int, bool]:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        assert self._outcome is not None
-        return self._outcome
-
-
 def _fix_info_checksum(info_path: Path, sha256: str) -> None:
     """info was written before the overlapped checksum was known."""
     info = orjson.loads(info_path.read_bytes())
     if "sha256" in info.get("source", {}):
         info["source"]["sha256"] = sha256
     info_path.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
-
-
-def _scan_source(stream: BinaryIO, buffer: bytearray) -> tuple[str, int, bool]:
-    """One pass over the source: its SHA-256, its size, and whether the multipart
-    delimiter occurs anywhere in it (if not, payloads need no check of their own)."""
-    digest = hashlib.sha256()
-    view = memoryview(buffer)
-    stream.seek(0)
-    size = 0
-    found, tail = False, b""
-    while n := stream.readinto(buffer):
-        digest.update(view[:n])
-        if not found:
-            found, tail = contains_delimiter(buffer, n, tail)
-        size += n
-    return digest.hexdigest(), size, found
-
-
-class _BulkWriter:
-    """Writes each bulk value as a single-part multipart file; returns its BulkDataURI."""
-
-    def __init__(self, folder: Path, uri_prefix: str, copier: PayloadCopier):
-        self.folder = folder
-        self.uri_prefix = uri_prefix
-        self.copier = copier
-        self.written = 0
-        self._header = part_header(OCTET_STREAM)
-
-    def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
-        self.folder.mkdir(exist_ok=True)
-        with open(self.folder / name, "wb", buffering=0) as out:
-            out.write(self._header)
-            if data is not None:
-                BoundaryChecker().feed(data, len(data))
-                out.write(data)
-                length = len(data)
-            else:
-                assert source_range is not None
-                length = self.copier.copy(out, [source_range])
-            out.write(PART_FOOTER)
-        self.written += len(self._header) + length + len(PART_FOOTER)
-        return f"{self.uri_prefix}bulkdata/{name}?offset={len(self._header)}&length={length}"
-
-
-def _write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) -> int:
-    with open(path, "wb", buffering=0) as out:
-        out.write(header)
-        if frame.bit_length is None:
-            length = copier.copy(out, frame.segments)
-        else:
-            (offset, size), = frame.segments
-            packed = int.from_bytes(copier.read_at(offset, size), "little") >> frame.bit_offset
-            packed &= (1 << frame.bit_length) - 1
-            data = packed.to_bytes(frame.length, "little")
-            BoundaryChecker().feed(data, len(data))
-            out.write(data)
-            length = len(data)
-        out.write(PART_FOOTER)
-    return len(header) + length + len(PART_FOOTER)
-
-
-def _write_frames(folder: Path, header: bytes, frames: list[Frame],
-                  copier: PayloadCopier) -> int:
-    # One thread: copying frames on two threads was measured slower for a 1 GB file, as
-    # the overlapped checksum thread then finishes later (docs/performance.md).
-    return sum(_write_frame(folder / str(n), header, frame, copier)
-               for n, frame in enumerate(frames, start=1))
 
 
 def _pixel_vr(parsed: ParsedP10) -> str:
@@ -255,14 +156,14 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
     try:
         with open(path, "rb") as fp:
             size = os.fstat(fp.fileno()).st_size
-            scan: _ScanThread | None = None
+            scan: ScanThread | None = None
             if size >= OVERLAP_SCAN_BYTES:
                 # a big file: checksum it on a second core while its frames are copied
-                scan = _ScanThread(path)
+                scan = ScanThread(path)
                 scan.start()
                 has_delimiter = False  # assumed; checked when the scan is done
             else:
-                result.sha256, result.bytes_in, has_delimiter = _scan_source(fp, buffer)
+                result.sha256, result.bytes_in, has_delimiter = scan_source(fp, buffer)
                 clock.lap("scan")
             fp.seek(0)
             defer = max(options.thresholds.public, options.thresholds.private)
@@ -337,7 +238,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         uri_prefix = (options.base_url.rstrip("/") + "/"
                       + layout.instance_url_path(result.study_uid, result.series_uid,
                                                  result.sop_uid) + "/")
-    bulk = _BulkWriter(staging / "bulkdata", uri_prefix, copier)
+    bulk = BulkWriter(staging / "bulkdata", uri_prefix, copier)
     metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
     # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
     # syntax named in metadata and in each frame's part always describes those bytes.
@@ -365,7 +266,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         frames_dir = staging / "frames"
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))
-        written += _write_frames(frames_dir, header, layout_.frames, copier)
+        written += write_frames(frames_dir, header, layout_.frames, copier)
     clock.lap("frames")
     metadata = dict(sorted(metadata.items()))
     document = b""

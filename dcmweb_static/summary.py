@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .batch import RunSummary
+from .run_report import RunSummary
 
 MAX_LISTED_PROBLEMS = 20
 

@@ -39,36 +39,33 @@ def make_ct(folder: Path, slices: int) -> Path:
     return folder
 
 
+def _multiframe_file(path: Path, frames: int, index: int, compress: bool) -> None:
+    """A 512x512 12-bit multi-frame file; RLE-compressed (one frame encoded, repeated)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = syn.base_dataset(syn.uid(index), syn.uid(index, 1), syn.uid(index, 1, 1), rich=False)
+    syn.add_pixels(ds, rows=512, columns=512, bits=12, frames=1)
+    syntax = pydicom.uid.ExplicitVRLittleEndian
+    frame = ds.PixelData
+    if compress:
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+        syntax = RLELossless
+    ds.NumberOfFrames = frames
+    ds.PixelData = pydicom.encaps.encapsulate([frame] * frames) if compress else frame * frames
+    syn.save(ds, path, syntax)
+
+
 def make_multiframe(folder: Path, frames: int) -> Path:
-    path = folder / "multiframe.dcm"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = syn.base_dataset(syn.uid(501), syn.uid(501, 1), syn.uid(501, 1, 1), rich=False)
-        ds.Rows = ds.Columns = 512
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.NumberOfFrames = frames
-        ds.PixelData = syn.smooth_pixels(512, 512, 12, 0) * frames
-        ds["PixelData"].VR = "OW"
-        syn.save(ds, path)
+    if not (folder / "multiframe.dcm").exists():
+        _multiframe_file(folder / "multiframe.dcm", frames, 501, compress=False)
     return folder
 
 
 def make_rle(folder: Path, frames: int) -> Path:
-    path = folder / "rle.dcm"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = syn.base_dataset(syn.uid(502), syn.uid(502, 1), syn.uid(502, 1, 1), rich=False)
-        syn.add_pixels(ds, rows=512, columns=512, bits=12, frames=1)
-        frame = ds.PixelData
-        ds.file_meta = pydicom.dataset.FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-        ds.compress(RLELossless, encoding_plugin="pydicom")
-        encoded = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
-        ds.NumberOfFrames = frames
-        ds.PixelData = pydicom.encaps.encapsulate([encoded] * frames)
-        del frame
-        syn.save(ds, path, RLELossless)
+    if not (folder / "rle.dcm").exists():
+        _multiframe_file(folder / "rle.dcm", frames, 502, compress=True)
     return folder
 
 

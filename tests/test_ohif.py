@@ -100,17 +100,12 @@ def _show(dist: Path, tree: Path, study: str, screenshot: Path) -> float:
     return best
 
 
-def test_ohif_shows_a_converted_ct(dist: Path, tree, tmp_path: Path) -> None:
-    out, ct_study, _ = tree
-    screenshot = tmp_path / "ohif-ct.png"
-    fraction = _show(dist, out, ct_study, screenshot)
-    print(f"screenshot: {screenshot}")
-    assert fraction > 0.2, f"viewport mostly blank ({fraction:.1%} bright); see {screenshot}"
-
-
-def test_ohif_shows_a_compressed_multiframe(dist: Path, tree, tmp_path: Path) -> None:
-    out, _, multiframe_study = tree
-    screenshot = tmp_path / "ohif-jpegls-multiframe.png"
-    fraction = _show(dist, out, multiframe_study, screenshot)
+@pytest.mark.parametrize("which", ["ct", "jpegls-multiframe"])
+def test_ohif_shows_the_converted_image(dist: Path, tree, tmp_path: Path, which: str) -> None:
+    """A CT series and a compressed (JPEG-LS) multi-frame image each render."""
+    out, ct_study, multiframe_study = tree
+    study = ct_study if which == "ct" else multiframe_study
+    screenshot = tmp_path / f"ohif-{which}.png"
+    fraction = _show(dist, out, study, screenshot)
     print(f"screenshot: {screenshot}")
     assert fraction > 0.2, f"viewport mostly blank ({fraction:.1%} bright); see {screenshot}"

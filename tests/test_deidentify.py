@@ -24,14 +24,14 @@ MARKERS = {
     "AE": "M{t}", "CS": "M{t}", "LO": "MARK-{t}", "SH": "MARK-{t}", "LT": "MARK-{t} text",
     "ST": "MARK-{t} text", "UT": "MARK-{t} text", "UC": "MARK-{t}", "PN": "Mark^N{t}",
     "UI": "1.2.999.{d}", "DA": "1977{mmdd}", "DT": "1977{mmdd}070707", "TM": "07{mmdd}",
-    "AS": "077Y", "UR": "http://mark/{t}",
+    "AS": "077Y", "UR": "http://mark/{t}", "DS": "7{n:04d}.25", "IS": "77{n:04d}",
 }
 KEPT_SEQUENCE = 0x00082218  # Anatomic Region Sequence: not in Table E.1-1, kept
 
 
 def _marker(tag: int, vr: str, index: int) -> str:
     mmdd = f"{1 + index % 12:02d}{1 + index % 28:02d}"
-    return MARKERS[vr].format(t=f"{tag:08X}", d=tag, mmdd=mmdd)
+    return MARKERS[vr].format(t=f"{tag:08X}", d=tag, mmdd=mmdd, n=index)
 
 
 def marked_dataset(index: int) -> tuple[Dataset, dict[int, str]]:

@@ -179,3 +179,20 @@ def test_qido_queries_on_dcmweb_serve(tree) -> None:
         assert len(client.search_for_studies(offset=1)) == len(every) - 1
         assert client.search_for_studies(fields=["StudyDescription"])
         assert httpx.get(url + "/studies?limit=x").status_code == 400
+
+
+def test_series_and_instance_queries_on_dcmweb_serve(tree) -> None:
+    out, files = tree
+    st, se, _ = uids(files["mono16"])
+    with dcmweb_serve(out) as url:
+        client = DICOMwebClient(url)
+        every = client.search_for_series(st)
+        other = client.search_for_series(st, search_filters={"Modality": "OT"})
+        assert other and all(s["00080060"]["Value"] == ["OT"] for s in other)
+        assert client.search_for_series(st, search_filters={"Modality": "MR"}) == []
+        assert len(client.search_for_series(st, search_filters={"SeriesInstanceUID": se})) == 1
+        assert len(every) >= len(other)
+        numbered = client.search_for_instances(st, se, search_filters={"InstanceNumber": "1"})
+        assert numbered and all(i["00200013"]["Value"] == [1] for i in numbered)
+        assert client.search_for_instances(st, se, search_filters={"InstanceNumber": "99"}) == []
+        assert httpx.get(f"{url}/studies/{st}/series?NoSuchAttribute=1").status_code == 400

@@ -133,7 +133,7 @@ class Converter:
         staging_root = staging_parent / f"run-{os.getpid()}-{time.time_ns()}"
         staging_root.mkdir(parents=True)
         try:
-            pending = [str(p) for p in files]
+            pending = [os.fspath(p) for p in files]  # plain strings: the only copy kept
             self._run_pool(pending, str(staging_root), summary)
             aggregated = time.perf_counter()
             aggregate(root, summary.touched_studies, gzip=self.options.gzip,
@@ -203,18 +203,20 @@ class Converter:
         self._seen[result.sop_uid] = _SopState(winner, [state.winner, *state.losers])
 
     def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
-        queue = list(reversed(list(enumerate(paths))))
+        next_index = 0  # paths[next_index:] are still to be submitted
         # several files per task: less inter-process traffic per file, while enough tasks
         # remain (8 per worker) to keep every worker busy to the end
         chunk = max(1, min(16, len(paths) // (self.jobs * 8)))
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
-        while queue:
+        while next_index < len(paths):
             crashed: list[tuple[int, str]] = []
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
-                while (queue or running) and not crashed:
-                    while queue and len(running) < window:
-                        items = [queue.pop() for _ in range(min(chunk, len(queue)))]
+                while (next_index < len(paths) or running) and not crashed:
+                    while next_index < len(paths) and len(running) < window:
+                        end = min(next_index + chunk, len(paths))
+                        items = [(i, paths[i]) for i in range(next_index, end)]
+                        next_index = end
                         future = pool.submit(_convert_chunk, [p for _, p in items],
                                              self.options, staging_root)
                         running[future] = items

@@ -168,7 +168,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, quiet)
     _ensure_output(output)
-    files = list(iter_input_files(inputs, exclude=output))
+    files = [os.fspath(p) for p in iter_input_files(inputs, exclude=output)]
     options = ConvertOptions(
         output=output,
         gzip=use_gzip,

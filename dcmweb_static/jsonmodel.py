@@ -133,8 +133,6 @@ class JsonEncoder:
         values = encoder(decoded, vr)
         if not values or values[0] is None and len(values) == 1:
             return {"vr": vr}
-        if (vr == "FD" or vr == "FL") and not all(map(math.isfinite, values)):
-            return None
         return {"vr": vr, "Value": values}
 
     def dataset(self, ds: Dataset, path: str = "",
@@ -229,8 +227,6 @@ def _bytes_value(elem: DataElement) -> bytes:
 
 def _strings(value: Any, vr: str) -> list[str | None]:
     if vr in SINGLE_VALUE_TEXT_VRS:
-        if isinstance(value, list):  # from rawvalues.decode: always a list
-            value = value[0] if value else None
         text = "" if value is None else str(value)
         return [text] if text else []
     strip = str.strip if vr in SPACE_PADDED_VRS else _rstrip_spaces

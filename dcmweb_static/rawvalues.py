@@ -51,37 +51,16 @@ def _text(value: bytes, encodings: list[str]) -> str:
         raise Fallback from None
 
 
-def _multi(text: str) -> list[str]:
-    return text.rstrip(" \x00").split("\\")
-
-
 def decode(value: bytes, vr: str, encodings: list[str], little_endian: bool) -> list | None:
-    """The values of a raw element as pydicom's converters give them, or None."""
+    """PN and AT values as pydicom's converters give them (the VRs `json_values` leaves
+    to jsonmodel's encoders), or None."""
     try:
-        if vr in NUMBER_CODES:
-            size = _SIZES[vr]
-            if len(value) % size:
-                return None
-            endian = "<" if little_endian else ">"
-            return list(struct.unpack(f"{endian}{len(value) // size}{NUMBER_CODES[vr]}", value))
         if vr == "AT":
             if len(value) % 4:
                 return None
             endian = "<" if little_endian else ">"
             halves = struct.unpack(f"{endian}{len(value) // 2}H", value)
             return [halves[i] << 16 | halves[i + 1] for i in range(0, len(halves), 2)]
-        if vr in ("CS", "DA", "DT", "TM", "AS", "IS"):
-            return _multi(value.decode(_LATIN1))
-        if vr == "DS":
-            return _multi(value.decode(_LATIN1).strip())
-        if vr == "AE":
-            return [s.strip() for s in value.decode(_LATIN1).split("\\")]
-        if vr == "UI":
-            return _multi(value.decode(_LATIN1).rstrip("\x00 "))
-        if vr in ("LO", "SH", "UC"):
-            return [v.rstrip("\x00 ") for v in _text(value, encodings).split("\\")]
-        if vr in ("LT", "ST", "UT"):
-            return [_text(value, encodings).rstrip("\x00 ")]
         if vr == "PN":
             return _text(value.rstrip(b"\x00 "), encodings).split("\\")
     except Fallback:

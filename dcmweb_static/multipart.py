@@ -12,6 +12,7 @@ import io
 import os
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import BinaryIO
 
 from .errors import ConversionError
@@ -47,12 +48,9 @@ class BoundaryChecker:
 
     def feed(self, buffer: bytes | bytearray, n: int) -> None:
         """Check the first `n` bytes of `buffer`, the next block of the payload."""
-        keep = len(_DELIMITER) - 1
-        if buffer.find(_DELIMITER, 0, n) != -1 or (
-            self._tail and _DELIMITER in self._tail + bytes(buffer[: min(n, keep)])
-        ):
+        found, self._tail = contains_delimiter(buffer, n, self._tail)
+        if found:
             raise ConversionError("payload contains the multipart boundary; cannot wrap it")
-        self._tail = (self._tail + bytes(buffer[max(0, n - keep) : n]))[-keep:]
 
 
 class PayloadCopier:
@@ -131,7 +129,8 @@ def _has_fileno(stream: BinaryIO) -> bool:
 
 
 def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bool, bytes]:
-    """For scanning a whole source: (delimiter in tail+data[:n], new tail)."""
+    """(delimiter in tail + data[:n], the new tail): one block of a stream scanned block
+    by block, `tail` carrying the end of the previous block across the edge."""
     keep = len(_DELIMITER) - 1
     found = data.find(_DELIMITER, 0, n) != -1 or (
         bool(tail) and _DELIMITER in tail + bytes(data[: min(n, keep)]))
@@ -140,6 +139,6 @@ def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bo
 
 def read_part_body(path) -> bytes:
     """The payload of a single-part file written here."""
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     start = data.index(b"\r\n\r\n") + 4
     return data[start: len(data) - len(PART_FOOTER)]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .multipart import BOUNDARY
+from .multipart import response_content_type
+from .transfer_syntax import OCTET_STREAM
 
 CORS = (
     "add_header Access-Control-Allow-Origin * always;\n"
@@ -29,7 +30,7 @@ def _location(match: str, body: str) -> str:
 
 def nginx_server_block(root: Path, listen: str = "127.0.0.1:8080") -> str:
     root = root.resolve()
-    multipart = f'multipart/related; type="application/octet-stream"; boundary={BOUNDARY}'
+    multipart = response_content_type(OCTET_STREAM)
     json_types = "types { } default_type application/dicom+json;\n"
     uid = "[0-9.]+"
     locations = [

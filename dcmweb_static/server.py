@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .multipart import BOUNDARY, PART_FOOTER
+from .multipart import PART_FOOTER, response_content_type
 from .qido_query import QueryError, apply_query
+from .transfer_syntax import OCTET_STREAM
 from .uids import InvalidUIDError, check_uid
 
 DICOM_JSON = "application/dicom+json"
@@ -114,7 +115,7 @@ def make_app(root: Path) -> Starlette:
         if not all(f.is_file() for f in files):
             raise NotFound
         media_type = _part_media_type(files[0])
-        content_type = f'multipart/related; type="{media_type}"; boundary={BOUNDARY}'
+        content_type = response_content_type(media_type)
         if len(files) == 1:
             return FileResponse(files[0], media_type=content_type)
         # several frames: one message; each part's closing delimiter dropped but the last
@@ -129,7 +130,7 @@ def make_app(root: Path) -> Starlette:
         path = instance_dir(u) / "bulkdata" / name
         if not path.is_file():
             raise NotFound
-        content_type = f'multipart/related; type="application/octet-stream"; boundary={BOUNDARY}'
+        content_type = response_content_type(OCTET_STREAM)
         return FileResponse(path, media_type=content_type)
 
     async def not_found(request: Request, exc: Exception) -> Response:

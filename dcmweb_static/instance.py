@@ -109,14 +109,6 @@ class _Clock:
         self.last = now
 
 
-def _fix_info_checksum(info_path: Path, sha256: str) -> None:
-    """info was written before the overlapped checksum was known."""
-    info = orjson.loads(info_path.read_bytes())
-    if "sha256" in info.get("source", {}):
-        info["source"]["sha256"] = sha256
-    info_path.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
-
-
 def _pixel_vr(parsed: ParsedP10) -> str:
     pixel = parsed.pixel_data
     assert pixel is not None
@@ -181,11 +173,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             staging.mkdir(parents=True)
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
-            if scan is not None:
-                result.sha256, result.bytes_in = "", size
-            result.frames, result.bytes_out = _write_instance(
-                parsed, result, options, staging, copier, clock
-            )
+            written, frames, media_type = _write_instance(parsed, result, options, staging,
+                                                          copier, clock)
             if scan is not None:
                 result.sha256, result.bytes_in, has_delimiter = scan.outcome()
                 clock.lap("scan")
@@ -193,10 +182,12 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                     shutil.rmtree(staging)
                     staging.mkdir()
                     copier = PayloadCopier(parsed.stream, buffer, kernel=False)
-                    result.frames, result.bytes_out = _write_instance(
-                        parsed, result, options, staging, copier, clock)
-                else:
-                    _fix_info_checksum(staging / "info", result.sha256)
+                    written, frames, media_type = _write_instance(parsed, result, options,
+                                                                  staging, copier, clock)
+            # info last: it records the checksum, known only now for an overlapped scan
+            result.bytes_out = written + _write_info(parsed, result, options, staging, frames,
+                                                     media_type)
+            clock.lap("write")
         result.status = "converted"
         result.staging = str(staging)
     except (ConversionError, InvalidUIDError) as exc:
@@ -226,8 +217,10 @@ def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
 
 
 def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
-                    staging: Path, copier: PayloadCopier, clock: _Clock) -> tuple[int, int]:
-    """Write metadata, frames, bulk data and info into `staging`; (frames, bytes)."""
+                    staging: Path, copier: PayloadCopier, clock: _Clock
+                    ) -> tuple[int, FrameLayout | None, str]:
+    """Write metadata, frames, bulk data and plugin results into `staging`; sets
+    result.frames; returns (bytes written, the frame layout, the frames' media type)."""
     assert result.study_uid and result.series_uid and result.sop_uid
     ds = parsed.dataset
     pixel = parsed.pixel_data
@@ -285,13 +278,17 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                         lambda n: read_part_body(staging / "frames" / str(n)))
     for results in plugins.get_plugin_manager().hook.instance_results(instance=view):
         write_results(staging, list(results or []))
+    result.frames = len(layout_.frames) if layout_ else 0
+    return written + len(document), layout_, ts.media_type
+
+
+def _write_info(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
+                staging: Path, frames: FrameLayout | None, media_type: str) -> int:
     info = build_info(parsed, source_path=os.path.abspath(result.path),
                       source_size=result.bytes_in, sha256=result.sha256 or "",
-                      frames=layout_, gzip=options.gzip, media_type=ts.media_type,
+                      frames=frames, gzip=options.gzip, media_type=media_type,
                       transforms=options.plugins)
     info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
     (staging / "info").write_bytes(info_bytes)
-    written += len(document) + len(info_bytes)
-    clock.lap("write")
-    return (len(layout_.frames) if layout_ else 0), written
+    return len(info_bytes)
 

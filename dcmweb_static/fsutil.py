@@ -29,18 +29,6 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_resource(path: Path, data: bytes, gzip: bool) -> None:
-    """Write the resource `path` (named without .gz) as `path.gz` or plain, and remove the
-    other form so a tree never holds a stale copy under the other name."""
-    plain, packed = path, path.with_name(path.name + ".gz")
-    keep, drop = (packed, plain) if gzip else (plain, packed)
-    atomic_write(keep, gzip_bytes(data) if gzip else data)
-    try:
-        drop.unlink()
-    except FileNotFoundError:
-        pass
-
-
 class ResourceWriter:
     """A resource written piece by piece (never held whole), gzip or plain, atomically
     replacing `path`(.gz) on success and removing the other form; discarded on error."""
@@ -72,10 +60,15 @@ class ResourceWriter:
 
 
 def write_resource_stream(path: Path, chunks: Iterable[bytes], gzip: bool) -> None:
-    """Like write_resource, for a document given in pieces: never held whole in memory."""
+    """Write the resource `path` (named without .gz) as `path.gz` or plain, from pieces
+    (never held whole), and remove the other form so no stale copy stays under it."""
     with ResourceWriter(path, gzip) as writer:
         for chunk in chunks:
             writer.write(chunk)
+
+
+def write_resource(path: Path, data: bytes, gzip: bool) -> None:
+    write_resource_stream(path, (data,), gzip)
 
 
 def read_resource(path: Path) -> bytes | None:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from . import fsutil
 from .multipart import PART_FOOTER, response_content_type
 from .qido_query import QueryError, apply_query
 from .transfer_syntax import OCTET_STREAM
@@ -59,12 +60,10 @@ def make_app(root: Path) -> Starlette:
         raise NotFound
 
     def read_resource(path: Path) -> bytes:
-        packed = path.with_name(path.name + ".gz")
-        if packed.is_file():
-            return gzip.decompress(packed.read_bytes())
-        if path.is_file():
-            return path.read_bytes()
-        raise NotFound
+        data = fsutil.read_resource(path)
+        if data is None:
+            raise NotFound
+        return data
 
     def study_dir(u: dict[str, str]) -> Path:
         folder = root / "studies" / u["study"]

@@ -21,9 +21,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
@@ -91,12 +93,10 @@ def size_of(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def convert(source: Path, out: Path, report: Path, jobs: int | None) -> tuple[float, float]:
+def convert_command(source: Path, out: Path, report: Path, jobs: int | None) -> list[str]:
     command = [sys.executable, "-m", "dcmweb_static.cli", "convert", str(source), "-d",
                str(out), "-q", "--report", str(report)]
-    if jobs:
-        command += ["-j", str(jobs)]
-    return timed(command)
+    return command + (["-j", str(jobs)] if jobs else [])
 
 
 def stages(report: dict) -> str:
@@ -105,31 +105,89 @@ def stages(report: dict) -> str:
     return f"workers (s, summed): {worker}; parent (s): {parent}"
 
 
-def bench(name: str, source: Path, work: Path, jobs: int | None) -> tuple[float, float]:
-    """Returns (wall seconds, conversion seconds without interpreter start-up)."""
-    count, size = size_of(source)
-    copy, out, report = work / "cp.out", work / "dcmweb.out", work / "report.json"
-    for target in (copy, out):
-        shutil.rmtree(target, ignore_errors=True)
-    cp_run, cp_sync = timed(["cp", "-r", str(source), str(copy)])
-    shutil.rmtree(copy)  # both runs start from the same page-cache state
-    run, flush = convert(source, out, report, jobs)
-    data = json.loads(report.read_text())
-    mb = size / 1e6
-    print(f"{name}: {count} files, {mb:.0f} MB")
-    print(f"  cp -r          {cp_run:6.2f} s (+{cp_sync:5.2f} s sync)  "
-          f"{count / cp_run:7.0f} files/s  {mb / cp_run:6.0f} MB/s")
-    print(f"  dcmweb convert {run:6.2f} s (+{flush:5.2f} s sync)  {count / run:7.0f} files/s"
-          f"  {mb / run:6.0f} MB/s  = {cp_run / run:.2f}x cp -r "
-          f"({(cp_run + cp_sync) / (run + flush):.2f}x with sync)")
-    print(f"  of which converting (start-up excluded) {data['seconds']:.2f} s = "
-          f"{count / data['seconds']:.0f} files/s, {mb / data['seconds']:.0f} MB/s")
-    rss = data["peak_rss_kib"]
-    print(f"  peak RSS: parent {rss['parent'] / 1024:.0f} MiB, largest worker "
-          f"{rss['workers'] / 1024:.0f} MiB")
-    print(f"  {stages(data)}")
-    shutil.rmtree(out, ignore_errors=True)
-    return run, data["seconds"]
+def create_cost(folder: Path, count: int = 2000) -> float:
+    """Microseconds to create one empty file here: the file system's per-file floor.
+
+    On this project's VM (ext4 without a journal) it is ~20 us, but 0.5-0.9 ms for a
+    while after many files were deleted (the inode allocator skips recently freed
+    inodes), which is why runs keep their outputs until the end."""
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    for n in range(count):
+        os.close(os.open(folder / str(n), os.O_WRONLY | os.O_CREAT, 0o644))
+    return (time.perf_counter() - started) / count * 1e6
+
+
+@dataclass
+class Timing:
+    """The runs of one command: wall seconds and the sync after each."""
+    runs: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(r for r, _ in self.runs)
+
+    @property
+    def with_sync(self) -> float:
+        return statistics.median(r + s for r, s in self.runs)
+
+    def spread(self) -> str:
+        walls = [r for r, _ in self.runs]
+        return f"{min(walls):.2f}-{max(walls):.2f}" if len(walls) > 1 else f"{walls[0]:.2f}"
+
+
+class Bench:
+    """Runs every command in fresh folders under `runs`, removed only at the end."""
+
+    def __init__(self, runs: Path, repeat: int) -> None:
+        self.runs = runs
+        self.repeat = repeat
+        self._n = 0
+
+    def target(self, label: str) -> Path:
+        self._n += 1
+        return self.runs / f"{self._n:03d}-{label}"
+
+    def compare(self, name: str, source: Path, jobs: int | None,
+                split_bytes: int | None = None) -> tuple[float, float]:
+        """`cp -r` (and `split`, the per-file floor) against `dcmweb convert`, interleaved
+        `repeat` times. Returns median (wall seconds, converting seconds)."""
+        count, size = size_of(source)
+        cp, split, dcmweb = Timing(), Timing(), Timing()
+        reports: list[dict] = []
+        for _ in range(self.repeat):
+            cp.runs.append(timed(["cp", "-r", str(source), str(self.target("cp"))]))
+            if split_bytes:
+                (target := self.target("split")).mkdir()
+                file, = source.iterdir()
+                split.runs.append(timed(["split", "-a", "5", "-d", "-b", str(split_bytes),
+                                         str(file), str(target / "f")]))
+            out, report = self.target("dcmweb"), self.runs / f"report{self._n}.json"
+            dcmweb.runs.append(timed(convert_command(source, out, report, jobs)))
+            reports.append(json.loads(report.read_text()))
+        mb = size / 1e6
+        runs = f"median of {self.repeat}" if self.repeat > 1 else "1 run"
+        print(f"{name}: {count} files, {mb:.0f} MB ({runs}; range in brackets)")
+        print(f"  cp -r          {cp.wall:6.2f} s [{cp.spread()}] "
+              f"(+{cp.with_sync - cp.wall:5.2f} s sync)  {count / cp.wall:7.0f} files/s  "
+              f"{mb / cp.wall:6.0f} MB/s")
+        if split_bytes:
+            print(f"  split -b {split_bytes} (same bytes as one file per frame, the per-file "
+                  f"floor) {split.wall:.2f} s [{split.spread()}] = {cp.wall / split.wall:.2f}x "
+                  f"cp -r")
+        print(f"  dcmweb convert {dcmweb.wall:6.2f} s [{dcmweb.spread()}] "
+              f"(+{dcmweb.with_sync - dcmweb.wall:5.2f} s sync)  {count / dcmweb.wall:7.0f} "
+              f"files/s  {mb / dcmweb.wall:6.0f} MB/s  = {cp.wall / dcmweb.wall:.2f}x cp -r "
+              f"({cp.with_sync / dcmweb.with_sync:.2f}x with sync)"
+              + (f", {split.wall / dcmweb.wall:.2f}x split" if split_bytes else ""))
+        converting = statistics.median(r["seconds"] for r in reports)
+        print(f"  of which converting (start-up excluded) {converting:.2f} s = "
+              f"{count / converting:.0f} files/s, {mb / converting:.0f} MB/s")
+        parent = max(r["peak_rss_kib"]["parent"] for r in reports)
+        worker = max(r["peak_rss_kib"]["workers"] for r in reports)
+        print(f"  peak RSS: parent {parent / 1024:.0f} MiB, largest worker {worker / 1024:.0f} MiB")
+        print(f"  {stages(reports[len(reports) // 2])}", flush=True)
+        return dcmweb.wall, converting
 
 
 def main() -> None:
@@ -137,9 +195,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, < 1 minute")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "data")
     parser.add_argument("--only", choices=["ct", "multiframe", "rle", "small"])
+    parser.add_argument("--repeat", type=int, help="runs per command (default 3, --quick 1)")
     args = parser.parse_args()
     slices, frames, rle_frames, small = (100, 200, 50, 1000) if args.quick else \
         (500, 2000, 200, 5000)
+    repeat = args.repeat or (1 if args.quick else 3)
     work = args.work / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     startup = time.perf_counter()
@@ -157,20 +217,29 @@ def main() -> None:
     }
     chosen = [args.only] if args.only else list(inputs)
     folders = {name: inputs[name]() for name in chosen}
-    print(f"(inputs ready in {time.perf_counter() - started:.1f} s)", flush=True)
-    if "ct" in folders:
-        two = bench(f"CT series ({slices} slices), default jobs", folders["ct"], work, None)
-        one = bench(f"CT series ({slices} slices), -j 1", folders["ct"], work, 1)
-        print(f"  => 1 -> 2 jobs speed-up: {one[0] / two[0]:.2f}x wall, "
-              f"{one[1] / two[1]:.2f}x converting (start-up excluded)")
-    if "multiframe" in folders:
-        bench(f"native multi-frame ({frames} frames)", folders["multiframe"], work, None)
-    if "rle" in folders:
-        bench(f"RLE multi-frame ({rle_frames} frames)", folders["rle"], work, None)
     if "small" in folders:
-        fewer = make_small(work / f"small{small // 5}", small // 5)
-        bench(f"small files ({small // 5})", fewer, work, None)
-        bench(f"small files ({small})", folders["small"], work, None)
+        folders["fewer"] = make_small(work / f"small{small // 5}", small // 5)
+    print(f"(inputs ready in {time.perf_counter() - started:.1f} s)", flush=True)
+    runs = work / f"runs-{os.getpid()}"
+    bench = Bench(runs, repeat)
+    try:
+        print(f"creating an empty file here: {create_cost(bench.target('probe')):.0f} us",
+              flush=True)
+        if "ct" in folders:
+            two = bench.compare(f"CT series ({slices} slices), default jobs", folders["ct"], None)
+            one = bench.compare(f"CT series ({slices} slices), -j 1", folders["ct"], 1)
+            print(f"  => 1 -> 2 jobs speed-up: {one[0] / two[0]:.2f}x wall, "
+                  f"{one[1] / two[1]:.2f}x converting (start-up excluded)")
+        if "multiframe" in folders:
+            bench.compare(f"native multi-frame ({frames} frames)", folders["multiframe"], None,
+                          split_bytes=512 * 512 * 2)
+        if "rle" in folders:
+            bench.compare(f"RLE multi-frame ({rle_frames} frames)", folders["rle"], None)
+        if "small" in folders:
+            bench.compare(f"small files ({small // 5})", folders["fewer"], None)
+            bench.compare(f"small files ({small})", folders["small"], None)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from .multipart import (
     read_part_body,
 )
 from .p10 import ParsedP10, parse_p10
-from .parts_writer import BulkWriter, write_frames
+from .parts_writer import BulkWriter, frame_copy_threads, write_frames
 from .results import InstanceView, write_results
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
 from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
@@ -259,7 +259,8 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         frames_dir = staging / "frames"
         frames_dir.mkdir()
         header = part_header(content_type(ts.media_type, frame_syntax))
-        written += write_frames(frames_dir, header, layout_.frames, copier)
+        threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
+        written += write_frames(frames_dir, header, layout_.frames, copier, threads)
     clock.lap("frames")
     metadata = dict(sorted(metadata.items()))
     document = b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .frames import Frame
@@ -52,9 +53,25 @@ def write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) 
     return len(header) + length + len(PART_FOOTER)
 
 
-def write_frames(folder: Path, header: bytes, frames: list[Frame],
-                  copier: PayloadCopier) -> int:
-    # One thread: copying frames on two threads was measured slower for a 1 GB file, as
-    # the overlapped checksum thread then finishes later (docs/performance.md).
-    return sum(write_frame(folder / str(n), header, frame, copier)
-               for n, frame in enumerate(frames, start=1))
+#: Pixel Data at least this big has its frames copied on two threads
+PARALLEL_COPY_BYTES = 16 << 20
+
+
+def frame_copy_threads(pixel_data_bytes: int) -> int:
+    return 2 if pixel_data_bytes >= PARALLEL_COPY_BYTES else 1
+
+
+def write_frames(folder: Path, header: bytes, frames: list[Frame], copier: PayloadCopier,
+                 threads: int = 1) -> int:
+    """Write every frame file; `threads` > 1 copies several frames at once.
+
+    For a big file the page-cache writes of the copies, not Python, are the cost, and the
+    kernel copy releases the GIL: two threads took a 1 GB, 2,000-frame file from a median
+    3.39 s to 2.37 s on 2 cores (docs/performance.md). Small files stay on one thread.
+    """
+    items = list(enumerate(frames, start=1))
+    if threads <= 1 or len(items) < 2:
+        return sum(write_frame(folder / str(n), header, frame, copier) for n, frame in items)
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda item: write_frame(folder / str(item[0]), header, item[1],
+                                                     copier), items, chunksize=16))

@@ -8,6 +8,7 @@ time so the one that kills its worker is reported and the rest are converted.
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import shutil
@@ -15,16 +16,17 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import layout
 from .aggregate import aggregate
 from .commit import commit_instance
+from .inputs import InputSpool
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
 from .plugins import get_plugin_manager
 from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
+from .sop_registry import Committed, SopRegistry
 
 _WORKER_BUFFER: bytearray | None = None
 
@@ -77,31 +79,7 @@ def _clean_stale_staging(staging_parent: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-@dataclass(slots=True)
-class _Committed:
-    """What the run remembers of a file with a given SOP Instance UID: small."""
-
-    index: int
-    path: str
-    sha256: str | None
-    bytes_in: int
-    status: str
-    reason: str | None = None
-    result: InstanceResult | None = None  # only when results are kept anyway
-
-    @classmethod
-    def of(cls, index: int, result: InstanceResult, keep: bool = False) -> _Committed:
-        return cls(index, result.path, result.sha256, result.bytes_in, result.status,
-                   result.reason, result if keep else None)
-
-
-@dataclass(slots=True)
-class _SopState:
-    winner: _Committed
-    losers: list[_Committed] = field(default_factory=list)
-
-
-def _mark_duplicate(loser: InstanceResult, winner: _Committed) -> None:
+def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status, loser.reason = "duplicate", f"same file content as {winner.path}"
     else:
@@ -121,10 +99,13 @@ class Converter:
         self.on_result = on_result or (lambda result: None)
         #: False: results only go to the spooled report (memory flat for any batch size)
         self.keep_results = keep_results
-        self._seen: dict[str, _SopState] = {}
+        #: results behind registry entries, only when results are kept anyway
+        self._kept: dict[int, InstanceResult] = {}
+        self._sops: SopRegistry | None = None
         self._worker_peak_rss_kib = 0
 
-    def run(self, files: Iterable[Path]) -> RunSummary:
+    def run(self, files: Iterable[str | os.PathLike[str]]) -> RunSummary:
+        """Convert `files` (an InputSpool, or any iterable: spooled here) into the tree."""
         started = time.perf_counter()
         root = self.options.output
         summary = RunSummary(output=root, keep_results=self.keep_results)
@@ -132,14 +113,19 @@ class Converter:
         _clean_stale_staging(staging_parent)
         staging_root = staging_parent / f"run-{os.getpid()}-{time.time_ns()}"
         staging_root.mkdir(parents=True)
+        spool = files if isinstance(files, InputSpool) else InputSpool(files)
         try:
-            pending = [os.fspath(p) for p in files]  # plain strings: the only copy kept
-            self._run_pool(pending, str(staging_root), summary)
+            self._run_pool(spool, str(staging_root), summary)
             aggregated = time.perf_counter()
             aggregate(root, summary.touched_studies, gzip=self.options.gzip,
                       base_url=self.options.base_url)
             summary.timings["aggregate"] = time.perf_counter() - aggregated
         finally:
+            if spool is not files:
+                spool.close()
+            if self._sops is not None:
+                self._sops.close()
+            self._sops, self._kept = None, {}
             shutil.rmtree(staging_root, ignore_errors=True)
             try:
                 staging_parent.rmdir()
@@ -172,54 +158,69 @@ class Converter:
         others are judged against it (duplicate if the same bytes, else failed), so a
         re-run gives the same tree and the same report."""
         assert result.staging and result.sop_uid and result.study_uid and result.series_uid
+        if self._sops is None:
+            self._sops = SopRegistry()
         staging, result.staging = Path(result.staging), None
-        state = self._seen.get(result.sop_uid)
-        if state is not None and state.winner.index < index:
+        sop = result.sop_uid
+        first = self._sops.winner(sop)
+        if first is not None and first.index < index:
             shutil.rmtree(staging, ignore_errors=True)
-            _mark_duplicate(result, state.winner)
-            state.losers.append(_Committed.of(index, result, keep=self.keep_results))
+            _mark_duplicate(result, first)
+            self._remember(sop, index, result, winner=False)
             return
         try:
             commit_instance(self.options.output, staging, result.study_uid,
-                            result.series_uid, result.sop_uid)
+                            result.series_uid, sop)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
-        winner = _Committed.of(index, result, keep=self.keep_results)
-        if state is None:
-            self._seen[result.sop_uid] = _SopState(winner)
+        if first is None:
+            self._remember(sop, index, result, winner=True)
             return
         # an earlier input arrived after later ones: it wins, they are judged against it
-        for loser in [state.winner, *state.losers]:
-            record = loser.result or InstanceResult(
-                path=loser.path, status=loser.status, sop_uid=result.sop_uid,
-                sha256=loser.sha256, bytes_in=loser.bytes_in)
+        winner = Committed.of(index, result)
+        losers = [first, *self._sops.losers(sop)]
+        for loser in losers:
+            record = self._kept.get(loser.index) or InstanceResult(
+                path=loser.path, status=loser.status, sop_uid=sop, sha256=loser.sha256,
+                bytes_in=loser.bytes_in)
             was = record.status
             _mark_duplicate(record, winner)
             if record.status != was or record.reason != loser.reason:
                 summary.changed(loser.index, record, was=was)
             loser.status, loser.reason = record.status, record.reason
-        self._seen[result.sop_uid] = _SopState(winner, [state.winner, *state.losers])
+        self._sops.replace(sop, winner, sorted(losers, key=lambda c: c.index))
+        if self.keep_results:
+            self._kept[index] = result
 
-    def _run_pool(self, paths: list[str], staging_root: str, summary: RunSummary) -> None:
-        next_index = 0  # paths[next_index:] are still to be submitted
+    def _remember(self, sop: str, index: int, result: InstanceResult, *, winner: bool) -> None:
+        assert self._sops is not None
+        self._sops.add(sop, Committed.of(index, result), winner=winner)
+        if self.keep_results:
+            self._kept[index] = result
+
+    def _run_pool(self, paths: InputSpool, staging_root: str, summary: RunSummary) -> None:
         # several files per task: less inter-process traffic per file, while enough tasks
         # remain (8 per worker) to keep every worker busy to the end
         chunk = max(1, min(16, len(paths) // (self.jobs * 8)))
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
-        while next_index < len(paths):
+        inputs = enumerate(paths)
+        more = True  # inputs may remain
+        while more:
             crashed: list[tuple[int, str]] = []
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
-                while (next_index < len(paths) or running) and not crashed:
-                    while next_index < len(paths) and len(running) < window:
-                        end = min(next_index + chunk, len(paths))
-                        items = [(i, paths[i]) for i in range(next_index, end)]
-                        next_index = end
-                        future = pool.submit(_convert_chunk, [p for _, p in items],
-                                             self.options, staging_root)
-                        running[future] = items
+                while not crashed:
+                    while more and len(running) < window:
+                        items = list(itertools.islice(inputs, chunk))
+                        more = len(items) == chunk
+                        if items:
+                            future = pool.submit(_convert_chunk, [p for _, p in items],
+                                                 self.options, staging_root)
+                            running[future] = items
+                    if not running:
+                        break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         items = running.pop(future)

@@ -16,7 +16,7 @@ from . import __version__
 from .aggregate import aggregate, all_studies
 from .batch import Converter
 from .dedup import rebuild_instances
-from .inputs import iter_input_files
+from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
@@ -187,7 +187,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, quiet)
     _ensure_output(output)
-    files = [os.fspath(p) for p in iter_input_files(inputs, exclude=output)]
+    files = InputSpool(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
         output=output,
         gzip=use_gzip,

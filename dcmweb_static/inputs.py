@@ -1,8 +1,9 @@
-"""Expand the command line's files and folders into a sorted list of input files."""
+"""Expand the command line's files and folders into the sorted input files."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,3 +24,34 @@ def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Ite
                     yield here / name
         else:
             yield item
+
+
+class InputSpool:
+    """Input paths in a temporary file, not a list: the parent's memory stays the same
+    for a million inputs as for ten. Knows its length (for the progress bar and the
+    task size) and is read back in order, one path at a time."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._count = 0
+        for path in paths:
+            encoded = os.fsencode(path)
+            self._file.write(len(encoded).to_bytes(4, "little") + encoded)
+            self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        """The paths in order; a new iteration starts again from the first."""
+        spool = self._file
+        position = 0
+        for _ in range(self._count):
+            spool.seek(position)
+            size = int.from_bytes(spool.read(4), "little")
+            path = os.fsdecode(spool.read(size))
+            position += 4 + size
+            yield path
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,80 @@
+"""The parent of a batch keeps nothing per input file in memory: input paths are spooled
+to a file and the SOP Instance UIDs seen so far live in SQLite, so a run over a million
+files needs the parent memory of a run over a hundred."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+from dcmweb_static import synthetic as syn
+from dcmweb_static.batch import Converter
+from dcmweb_static.inputs import InputSpool
+from dcmweb_static.instance import ConvertOptions
+from dcmweb_static.sop_registry import Committed, SopRegistry
+
+
+def test_input_spool_gives_back_every_path_in_order(tmp_path: Path) -> None:
+    names = ["a.dcm", "b with space.dcm", "ü/ñ.dcm", os.fsdecode(b"bad-\xff.dcm"), "x" * 600]
+    spool = InputSpool(tmp_path / name for name in names)
+    assert len(spool) == len(names)
+    expected = [os.fspath(tmp_path / name) for name in names]
+    assert list(spool) == expected
+    assert list(spool) == expected  # read again from the start
+    spool.close()
+    assert len(InputSpool([])) == 0 and list(InputSpool([])) == []
+
+
+def test_sop_registry_keeps_the_winner_and_losers_in_input_order() -> None:
+    registry = SopRegistry()
+    assert registry.winner("1.2.3") is None
+    registry.add("1.2.3", Committed(5, "e.dcm", "aa", 10, "converted"), winner=True)
+    registry.add("1.2.3", Committed(9, "i.dcm", "bb", 11, "failed", "other"), winner=False)
+    registry.add("1.2.3", Committed(7, "g.dcm", "aa", 10, "duplicate", "same"), winner=False)
+    registry.add("1.2.4", Committed(6, "f.dcm", "cc", 12, "converted"), winner=True)
+    assert registry.winner("1.2.3") == Committed(5, "e.dcm", "aa", 10, "converted")
+    assert [c.index for c in registry.losers("1.2.3")] == [7, 9]
+    new = Committed(1, "b.dcm", "bb", 11, "converted")
+    registry.replace("1.2.3", new, [registry.winner("1.2.3"), *registry.losers("1.2.3")])
+    assert registry.winner("1.2.3") == new
+    assert [c.index for c in registry.losers("1.2.3")] == [5, 7, 9]
+    assert registry.winner("1.2.4").path == "f.dcm"
+    registry.close()
+
+
+def _many_series(folder: Path, count: int) -> list[str]:
+    """`count` small files, ten per series, one series per study: aggregation, which
+    keeps one sort key per instance of the series it is writing, stays small."""
+    paths = []
+    for n in range(count):
+        study, series = syn.uid(700 + n // 10), syn.uid(700 + n // 10, 1)
+        ds = syn.base_dataset(study, series, syn.uid(700 + n // 10, 1, n % 10 + 1))
+        syn.add_pixels(ds, rows=4, columns=4, bits=8)
+        paths.append(os.fspath(syn.save(ds, folder / f"{n:05d}.dcm")))
+    return paths
+
+
+def _parent_peak(tmp_path: Path, name: str, paths: list[str]) -> int:
+    converter = Converter(ConvertOptions(output=tmp_path / name), jobs=1, keep_results=False)
+    tracemalloc.start()
+    try:
+        summary = converter.run(InputSpool(paths))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.count("converted") == len(paths) and summary.exit_code == 0
+    return peak
+
+
+def test_parent_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    paths = _many_series(inputs, 300)
+    _parent_peak(tmp_path, "warm-up", paths[:20])  # first-use caches, not per-file state
+    few = _parent_peak(tmp_path, "few", paths[:60])
+    many = _parent_peak(tmp_path, "many", paths)
+    # per file kept in memory, this would be 240 x (path + SOP UID + checksum + record)
+    # = about 240 kB more; measured: a few kB either way
+    print(f"parent peak: 60 files {few} B, 300 files {many} B")
+    assert many - few < 48 * 1024, f"{(many - few) / 240:.0f} bytes more per extra file"

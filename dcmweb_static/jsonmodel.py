@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import math
+import struct
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, BinaryIO, Protocol
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import data_element_generator
 from pydicom.tag import BaseTag
 
 from . import rawvalues
@@ -25,6 +28,11 @@ from .errors import ConversionError, TruncatedError
 from .rawvalues import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM_HEADER = struct.Struct("<HHL")
+#: the explicit VRs pydicom's reader recognises (PS3.5 Table 7.1-1, 7.1-2)
+ENCODED_VR = frozenset(vr.encode("ascii") for vr in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
+    "UL UN UR US UT UV").split())
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
 
 #: VRs whose values may be sent as BulkDataURI (PS3.18 F.2.6)
@@ -92,12 +100,13 @@ class JsonEncoder:
     def __init__(self, thresholds: BulkThresholds, bulk: BulkSink, stream: BinaryIO,
                  fast: bool = True) -> None:
         self.thresholds = thresholds
+        self._limits = (thresholds.public, thresholds.private)  # by the tag's odd-group bit
         self.bulk = bulk
         self.stream = stream
         #: decode common VRs from raw bytes (rawvalues); False: every value via pydicom
         self.fast = fast
 
-    def _fast_element(self, tag: BaseTag, raw: RawDataElement, name: str,
+    def _fast_element(self, tag: BaseTag, raw: RawDataElement, path: str, key: str,
                       encodings: list[str]) -> dict[str, Any] | None:
         """The element straight from its raw bytes (see rawvalues); None: use pydicom.
         The hot path of a conversion: kept flat, with the common cases first."""
@@ -106,19 +115,29 @@ class JsonEncoder:
             vr = rawvalues.dictionary_vr(tag)
             if vr is None:
                 return None
-        if vr == "SQ" or vr == "UN":
-            return None
         value = raw.value or b""
         size = len(value)
-        limit = self.thresholds.private if (tag >> 16) & 1 else self.thresholds.public
+        limit = self._limits[(tag >> 16) & 1]
+        decoder = rawvalues.JSON_DECODERS.get(vr)
+        if decoder is not None and size and (size <= limit or vr not in BULK_VRS):
+            # the common case: a short text or number value
+            try:
+                values = decoder(value, encodings, raw.is_little_endian)
+            except rawvalues.Fallback:
+                return None
+            if values is None:
+                return None
+            return {"vr": vr, "Value": values} if values else {"vr": vr}
+        if vr == "SQ" or vr == "UN":
+            return None
         if vr in BINARY_VRS:
             if not size:
                 return {"vr": vr}
             if size > limit:
-                return {"vr": vr, "BulkDataURI": self.bulk.add(name, value, None)}
+                return {"vr": vr, "BulkDataURI": self.bulk.add(path + key, value, None)}
             return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
         if size > limit and vr in BULK_VRS:
-            return {"vr": vr, "BulkDataURI": self.bulk.add(name, value, None)}
+            return {"vr": vr, "BulkDataURI": self.bulk.add(path + key, value, None)}
         if not size:
             return {"vr": vr}
         values = rawvalues.json_values(value, vr, encodings, raw.is_little_endian)
@@ -145,19 +164,85 @@ class JsonEncoder:
             encodings = inherited
         elements = ds._dict
         fast = self.fast
+        fast_element = self._fast_element
         for tag in sorted(elements, key=int):  # int keys: C-level sorting
-            if _skip(tag):
+            group = tag >> 16  # _skip, inlined: this loop runs for every element
+            if group == 0x0002 or group == 0 or not tag & 0xFFFF or group == 0xFFFC:
                 continue
             key = f"{tag:08X}"
             raw = elements[tag]
             # the common case inline: a raw value read whole (not deferred, not cut short)
             if fast and type(raw) is RawDataElement and raw.value is not None \
                     and raw.length == len(raw.value):
-                element = self._fast_element(tag, raw, path + key, encodings)
+                element = fast_element(tag, raw, path, key, encodings)
+                if element is None and raw.VR == "SQ":
+                    element = self._fast_sequence(raw, path + key, encodings)
                 if element is not None:
                     out[key] = element
                     continue
             out[key] = self.element(ds, tag, path + key, encodings)
+        return out
+
+    def _fast_sequence(self, raw: RawDataElement, name: str,
+                       encodings: list[str]) -> dict[str, Any] | None:
+        """A defined-length sequence encoded from its bytes, without pydicom building a
+        Dataset per item (a fifth of the encoding time of a typical CT header). Only
+        explicit VR little endian items whose every element takes the fast path; anything
+        else (None) takes pydicom's path, which gives the same output."""
+        if raw.is_implicit_VR or not raw.is_little_endian:
+            return None
+        data = raw.value
+        stream = BytesIO(data)
+        items: list[dict[str, Any]] = []
+        while stream.tell() < len(data):
+            header = stream.read(8)
+            if len(header) < 8:
+                return None
+            group, element, length = _ITEM_HEADER.unpack(header)
+            if group != 0xFFFE or element != 0xE000:
+                return None  # a sequence delimiter or a malformed item: pydicom decides
+            start = stream.tell()
+            if length and data[start + 4: start + 6] not in ENCODED_VR:
+                return None  # an implicit VR item inside an explicit VR file
+            elements: dict[int, Any] = {}
+            reader = data_element_generator(stream, False, True)
+            try:
+                if length == UNDEFINED_LENGTH:
+                    for elem in reader:  # ends at the item delimiter
+                        elements[elem.tag] = elem
+                else:
+                    while stream.tell() - start < length:
+                        elem = next(reader)
+                        elements[elem.tag] = elem
+            except (StopIteration, EOFError, ValueError, KeyError, struct.error):
+                return None
+            if length != UNDEFINED_LENGTH and stream.tell() - start != length:
+                return None
+            item = self._fast_item(elements, f"{name}.{len(items)}.", encodings)
+            if item is None:
+                return None
+            items.append(item)
+        return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+
+    def _fast_item(self, elements: dict[int, Any], path: str,
+                   encodings: list[str]) -> dict[str, Any] | None:
+        if 0x00080005 in elements:
+            return None  # an item with its own character set
+        out: dict[str, Any] = {}
+        for tag in sorted(elements):
+            if _skip(tag):
+                continue
+            raw = elements[tag]
+            if type(raw) is not RawDataElement or raw.VR is None or raw.value is None \
+                    or raw.length != len(raw.value):
+                return None
+            key = f"{tag:08X}"
+            element = self._fast_element(tag, raw, path, key, encodings)
+            if element is None and raw.VR == "SQ":
+                element = self._fast_sequence(raw, path + key, encodings)
+            if element is None:
+                return None
+            out[key] = element
         return out
 
     def element(self, ds: Dataset, tag: BaseTag, name: str,

@@ -138,23 +138,31 @@ def _decimals(value: bytes, vr: str) -> list | None:
     return [] if len(values) == 1 and values[0] is None else values
 
 
-_JSON_DECODERS = {
+JSON_DECODERS = {
     "CS": _padded, "DA": _padded, "DT": _padded, "TM": _padded, "AE": _ae,
     "AS": _ascii_rstripped, "UI": _ascii_rstripped, "LO": _texts, "SH": _texts, "UC": _texts,
     "LT": _single_text, "ST": _single_text, "UT": _single_text,
 }
 
 
+def _number_decoder(vr: str):
+    return lambda value, encodings, little: _numbers(value, vr, little)
+
+
+def _decimal_decoder(vr: str):
+    return lambda value, encodings, little: _decimals(value, vr)
+
+
+JSON_DECODERS.update({vr: _number_decoder(vr) for vr in NUMBER_CODES})
+JSON_DECODERS.update({vr: _decimal_decoder(vr) for vr in ("IS", "DS")})
+
+
 def json_values(value: bytes, vr: str, encodings: list[str], little: bool) -> list | None:
     """The JSON "Value" list for the common VRs, or None (use the general path)."""
-    decoder = _JSON_DECODERS.get(vr)
+    decoder = JSON_DECODERS.get(vr)
+    if decoder is None:
+        return None
     try:
-        if decoder is not None:
-            return decoder(value, encodings, little)
-        if vr in NUMBER_CODES:
-            return _numbers(value, vr, little)
-        if vr == "IS" or vr == "DS":
-            return _decimals(value, vr)
+        return decoder(value, encodings, little)
     except Fallback:
         return None
-    return None

@@ -62,3 +62,22 @@ def test_fast_path_is_byte_identical(files: list[Path]) -> None:
         where = path.relative_to(PYDICOM_DATA) if PYDICOM_DATA in path.parents else path.name
         assert fast == slow, f"fast path differs for {where}"
         assert fast_bulk == slow_bulk, f"bulk data differs for {where}"
+
+
+def test_defined_length_sequences_are_encoded_without_pydicom_datasets(tmp_path: Path) -> None:
+    """The fast path reads sequence items from their bytes: the sequence element is left
+    as pydicom read it (raw), and the output equals pydicom's way."""
+    from pydicom.dataelem import RawDataElement
+
+    path = syn.save(syn.wide_ct_header(syn.uid(801), 256), tmp_path / "w.dcm")
+    with open(path, "rb") as stream:
+        parsed = parse_p10(stream, defer_size=131074)
+        sequences = [tag for tag, raw in parsed.dataset._dict.items()
+                     if isinstance(raw, RawDataElement) and raw.VR == "SQ"]
+        assert len(sequences) >= 2  # one nests another sequence
+        document = JsonEncoder(BulkThresholds(private=16, public=1024), RecordingSink(),
+                               stream).dataset(parsed.dataset)
+        assert all(type(parsed.dataset._dict[tag]) is RawDataElement for tag in sequences)
+    assert orjson.dumps(document) == _encode(path, fast=False)[0]
+    nested = document["00082218"]["Value"][0]["00081140"]["Value"][0]
+    assert nested and all("vr" in element for element in nested.values())

@@ -45,6 +45,11 @@ def _convert_chunk(paths: list[str], options: ConvertOptions,
     return results
 
 
+def task_size(remaining: int, jobs: int) -> int:
+    """Files per task: up to 16, and at most 1/8 of each worker's share of what is left."""
+    return max(1, min(16, remaining // (jobs * 8)))
+
+
 def peak_rss_kib() -> int:
     """This process's peak resident set size. VmHWM, unlike getrusage's ru_maxrss, is
     not inherited from the process that started this one."""
@@ -201,19 +206,21 @@ class Converter:
             self._kept[index] = result
 
     def _run_pool(self, paths: InputSpool, staging_root: str, summary: RunSummary) -> None:
-        # several files per task: less inter-process traffic per file, while enough tasks
-        # remain (8 per worker) to keep every worker busy to the end
-        chunk = max(1, min(16, len(paths) // (self.jobs * 8)))
+        # several files per task (less inter-process traffic per file), fewer as the
+        # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
         inputs = enumerate(paths)
         more = True  # inputs may remain
+        submitted = 0
         while more:
             crashed: list[tuple[int, str]] = []
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
                 while not crashed:
                     while more and len(running) < window:
+                        chunk = task_size(len(paths) - submitted, self.jobs)
                         items = list(itertools.islice(inputs, chunk))
+                        submitted += len(items)
                         more = len(items) == chunk
                         if items:
                             future = pool.submit(_convert_chunk, [p for _, p in items],

@@ -140,10 +140,7 @@ class JsonEncoder:
             return {"vr": vr, "BulkDataURI": self.bulk.add(path + key, value, None)}
         if not size:
             return {"vr": vr}
-        values = rawvalues.json_values(value, vr, encodings, raw.is_little_endian)
-        if values is not None:
-            return {"vr": vr, "Value": values} if values else {"vr": vr}
-        encoder = _ENCODERS.get(vr)
+        encoder = _ENCODERS.get(vr)  # PN and AT: decoded here, then as pydicom's values
         if encoder is None:
             return None
         decoded = rawvalues.decode(value, vr, encodings, raw.is_little_endian)

@@ -52,7 +52,7 @@ def _text(value: bytes, encodings: list[str]) -> str:
 
 
 def decode(value: bytes, vr: str, encodings: list[str], little_endian: bool) -> list | None:
-    """PN and AT values as pydicom's converters give them (the VRs `json_values` leaves
+    """PN and AT values as pydicom's converters give them (the VRs JSON_DECODERS leaves
     to jsonmodel's encoders), or None."""
     try:
         if vr == "AT":
@@ -155,14 +155,3 @@ def _decimal_decoder(vr: str):
 
 JSON_DECODERS.update({vr: _number_decoder(vr) for vr in NUMBER_CODES})
 JSON_DECODERS.update({vr: _decimal_decoder(vr) for vr in ("IS", "DS")})
-
-
-def json_values(value: bytes, vr: str, encodings: list[str], little: bool) -> list | None:
-    """The JSON "Value" list for the common VRs, or None (use the general path)."""
-    decoder = JSON_DECODERS.get(vr)
-    if decoder is None:
-        return None
-    try:
-        return decoder(value, encodings, little)
-    except Fallback:
-        return None

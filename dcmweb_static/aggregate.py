@@ -8,8 +8,9 @@ commits, so the last aggregation of a study sees every instance any run committe
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from .fsutil import (
     read_resource,
     tree_lock,
     write_resource,
-    write_resource_stream,
 )
 from .plugins import get_plugin_manager
 from .results import SeriesView, StudyView, write_results
@@ -43,15 +43,17 @@ class InstanceEntry:
 
 def _uid_dirs(folder: Path) -> list[str]:
     """Sub-folders named by a valid UID (staging and other hidden folders are skipped)."""
-    if not folder.is_dir():
-        return []
     names = []
-    for entry in folder.iterdir():
-        try:
-            if entry.is_dir():
-                names.append(check_uid(entry.name, "UID"))
-        except InvalidUIDError:
-            continue
+    try:
+        with os.scandir(folder) as entries:  # no stat per entry: the type is in the listing
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        names.append(check_uid(entry.name, "UID"))
+                except InvalidUIDError:
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
+        return []
     return sorted(names)
 
 
@@ -67,82 +69,79 @@ def series_path(root: Path, study: str, series: str) -> Path:
 def instance_document(root: Path, study: str, series: str, sop: str) -> bytes | None:
     """The instance's DICOM JSON object as written in its metadata file (or rebuilt from
     the deduplicated form); None if it has neither."""
-    data = read_resource(series_path(root, study, series) / "instances" / sop / "metadata")
+    # string paths: this runs once or twice per instance of every touched study
+    data = read_resource(os.path.join(root, "studies", study, "series", series, "instances",
+                                      sop, "metadata"))
     if data is not None:
         return data.strip()[1:-1]  # the one object of the instance's array
     parsed = dedup.load_document(root, study, series, sop)
     return None if parsed is None else orjson.dumps(parsed)
 
 
-def scan_series(root: Path, study: str, series: str) -> list[InstanceEntry]:
-    """Every instance of a series, sorted by Instance Number then SOP Instance UID."""
+def scan_series(root: Path, study: str, series: str) -> tuple[list[InstanceEntry], Json | None]:
+    """Every instance of a series, sorted by Instance Number then SOP Instance UID, and
+    the QIDO summary of the first one (None when the series has no instance)."""
     found = []
+    first: tuple[tuple[float, str], Json] | None = None
     for sop in _uid_dirs(series_path(root, study, series) / "instances"):
         data = instance_document(root, study, series, sop)
-        if data is not None:  # else: an instance folder without metadata in either form
-            found.append(InstanceEntry(sop, qido.instance_sort_key(orjson.loads(data))))
+        if data is None:  # an instance folder without metadata in either form
+            continue
+        parsed = orjson.loads(data)
+        entry = InstanceEntry(sop, qido.instance_sort_key(parsed))
+        if first is None or entry.sort_key < first[0]:
+            first = (entry.sort_key, qido.summary(parsed))
+        found.append(entry)
     found.sort(key=lambda entry: entry.sort_key)
-    return found
+    return found, None if first is None else first[1]
 
 
 def _write_series(root: Path, study: str, series: str, entries: list[InstanceEntry],
-                  gzip: bool, base_url: str | None) -> Json | None:
+                  gzip: bool, base_url: str | None, study_documents: ResourceWriter,
+                  separator: bytes) -> bytes:
     """Stream the series metadata array and the QIDO instance list side by side, one
-    instance at a time; returns the first instance's summary (None if none was left)."""
+    instance at a time, and the same documents into the study's metadata array, so each
+    instance file is read once here. Returns the separator for the study's next item."""
     folder = series_path(root, study, series)
-    first: Json | None = None
     with ResourceWriter(folder / "metadata", gzip) as documents, \
             ResourceWriter(folder / "instances" / "index.json", gzip) as index:
         documents.write(b"[")
         index.write(b"[")
+        written = False
         for entry in entries:
             data = instance_document(root, study, series, entry.sop)
             if data is None:
                 continue
-            parsed = orjson.loads(data)
-            separator = b"" if first is None else b","
-            if first is None:
-                first = qido.summary(parsed)
-            documents.write(separator + rebase_uris(data, f"instances/{entry.sop}/"))
-            index.write(separator + orjson.dumps(qido.instance_record(parsed, base_url)))
+            comma = b"," if written else b""
+            documents.write(comma + rebase_uris(data, f"instances/{entry.sop}/"))
+            index.write(comma + orjson.dumps(qido.instance_record(orjson.loads(data), base_url)))
+            study_documents.write(separator + rebase_uris(
+                data, f"series/{series}/instances/{entry.sop}/"))
+            written, separator = True, b","
         documents.write(b"]")
         index.write(b"]")
-    return first
-
-
-def _study_documents(root: Path, study: str,
-                     members: list[tuple[str, list[InstanceEntry]]]) -> Iterator[bytes]:
-    yield b"["
-    first = True
-    for series, entries in members:
-        for entry in entries:
-            data = instance_document(root, study, series, entry.sop)
-            if data is None:
-                continue
-            yield (b"" if first else b",") + rebase_uris(
-                data, f"series/{series}/instances/{entry.sop}/")
-            first = False
-    yield b"]"
+    return separator
 
 
 def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Json | None:
     """Rewrite a study's series/study metadata and QIDO files; returns its QIDO record."""
     series_list: list[tuple[Json, str, list[InstanceEntry], Json]] = []
     for series in _uid_dirs(root / "studies" / study / "series"):
-        entries = scan_series(root, study, series)
-        if not entries:
-            continue
-        first = _write_series(root, study, series, entries, gzip, base_url)
-        if first is None:
-            continue
-        series_list.append((qido.series_record(first, len(entries), base_url),
-                            series, entries, first))
+        entries, first = scan_series(root, study, series)
+        if first is not None:
+            series_list.append((qido.series_record(first, len(entries), base_url),
+                                series, entries, first))
     if not series_list:
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
     study_folder = root / "studies" / study
-    write_resource_stream(study_folder / "metadata", _study_documents(
-        root, study, [(series, entries) for _, series, entries, _ in series_list]), gzip)
+    with ResourceWriter(study_folder / "metadata", gzip) as study_documents:
+        study_documents.write(b"[")
+        separator = b""
+        for _, series, entries, _ in series_list:
+            separator = _write_series(root, study, series, entries, gzip, base_url,
+                                      study_documents, separator)
+        study_documents.write(b"]")
     series_records = [item[0] for item in series_list]
     write_resource(study_folder / "series" / "index.json", orjson.dumps(series_records), gzip)
     count = sum(len(item[2]) for item in series_list)

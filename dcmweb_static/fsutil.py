@@ -71,14 +71,17 @@ def write_resource(path: Path, data: bytes, gzip: bool) -> None:
     write_resource_stream(path, (data,), gzip)
 
 
-def read_resource(path: Path) -> bytes | None:
+def read_resource(path: str | os.PathLike[str]) -> bytes | None:
     """The bytes of resource `path`, from `path.gz` or `path`; None if neither exists."""
+    name = os.fspath(path)
     try:
-        return _gzip.decompress(path.with_name(path.name + ".gz").read_bytes())
+        with open(name + ".gz", "rb") as packed:
+            return _gzip.decompress(packed.read())
     except FileNotFoundError:
         pass
     try:
-        return path.read_bytes()
+        with open(name, "rb") as plain:
+            return plain.read()
     except FileNotFoundError:
         return None
 

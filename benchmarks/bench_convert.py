@@ -148,13 +148,16 @@ class Bench:
         self._n += 1
         return self.runs / f"{self._n:03d}-{label}"
 
-    def compare(self, name: str, source: Path, jobs: int | None,
-                split_bytes: int | None = None) -> tuple[float, float]:
-        """`cp -r` (and `split`, the per-file floor) against `dcmweb convert`, interleaved
-        `repeat` times. Returns median (wall seconds, converting seconds)."""
+    def compare(self, name: str, source: Path, jobs: tuple[int | None, ...] = (None,),
+                split_bytes: int | None = None) -> list[tuple[float, float]]:
+        """`cp -r` (and `split`, the per-file floor) against `dcmweb convert` with each of
+        `jobs` (None: the default), all interleaved in each of `repeat` rounds, so every
+        command meets the same page-cache and file-system state. Returns, per `jobs`
+        entry, the median (wall seconds, converting seconds)."""
         count, size = size_of(source)
-        cp, split, dcmweb = Timing(), Timing(), Timing()
-        reports: list[dict] = []
+        cp, split = Timing(), Timing()
+        dcmweb = {j: Timing() for j in jobs}
+        reports: dict[int | None, list[dict]] = {j: [] for j in jobs}
         for _ in range(self.repeat):
             cp.runs.append(timed(["cp", "-r", str(source), str(self.target("cp"))]))
             if split_bytes:
@@ -162,9 +165,10 @@ class Bench:
                 file, = source.iterdir()
                 split.runs.append(timed(["split", "-a", "5", "-d", "-b", str(split_bytes),
                                          str(file), str(target / "f")]))
-            out, report = self.target("dcmweb"), self.runs / f"report{self._n}.json"
-            dcmweb.runs.append(timed(convert_command(source, out, report, jobs)))
-            reports.append(json.loads(report.read_text()))
+            for j in jobs:
+                out, report = self.target("dcmweb"), self.runs / f"report{self._n}.json"
+                dcmweb[j].runs.append(timed(convert_command(source, out, report, j)))
+                reports[j].append(json.loads(report.read_text()))
         mb = size / 1e6
         runs = f"median of {self.repeat}" if self.repeat > 1 else "1 run"
         print(f"{name}: {count} files, {mb:.0f} MB ({runs}; range in brackets)")
@@ -175,19 +179,25 @@ class Bench:
             print(f"  split -b {split_bytes} (same bytes as one file per frame, the per-file "
                   f"floor) {split.wall:.2f} s [{split.spread()}] = {cp.wall / split.wall:.2f}x "
                   f"cp -r")
-        print(f"  dcmweb convert {dcmweb.wall:6.2f} s [{dcmweb.spread()}] "
-              f"(+{dcmweb.with_sync - dcmweb.wall:5.2f} s sync)  {count / dcmweb.wall:7.0f} "
-              f"files/s  {mb / dcmweb.wall:6.0f} MB/s  = {cp.wall / dcmweb.wall:.2f}x cp -r "
-              f"({cp.with_sync / dcmweb.with_sync:.2f}x with sync)"
-              + (f", {split.wall / dcmweb.wall:.2f}x split" if split_bytes else ""))
-        converting = statistics.median(r["seconds"] for r in reports)
-        print(f"  of which converting (start-up excluded) {converting:.2f} s = "
-              f"{count / converting:.0f} files/s, {mb / converting:.0f} MB/s")
-        parent = max(r["peak_rss_kib"]["parent"] for r in reports)
-        worker = max(r["peak_rss_kib"]["workers"] for r in reports)
-        print(f"  peak RSS: parent {parent / 1024:.0f} MiB, largest worker {worker / 1024:.0f} MiB")
-        print(f"  {stages(reports[len(reports) // 2])}", flush=True)
-        return dcmweb.wall, converting
+        medians = []
+        for j in jobs:
+            timing, done = dcmweb[j], reports[j]
+            print(f"  dcmweb convert{'' if j is None else f' -j {j}'}: {timing.wall:.2f} s "
+                  f"[{timing.spread()}] (+{timing.with_sync - timing.wall:5.2f} s sync)  "
+                  f"{count / timing.wall:7.0f} files/s  {mb / timing.wall:6.0f} MB/s  = "
+                  f"{cp.wall / timing.wall:.2f}x cp -r "
+                  f"({cp.with_sync / timing.with_sync:.2f}x with sync)"
+                  + (f", {split.wall / timing.wall:.2f}x split" if split_bytes else ""))
+            converting = statistics.median(r["seconds"] for r in done)
+            print(f"    of which converting (start-up excluded) {converting:.2f} s = "
+                  f"{count / converting:.0f} files/s, {mb / converting:.0f} MB/s")
+            parent = max(r["peak_rss_kib"]["parent"] for r in done)
+            worker = max(r["peak_rss_kib"]["workers"] for r in done)
+            print(f"    peak RSS: parent {parent / 1024:.0f} MiB, largest worker "
+                  f"{worker / 1024:.0f} MiB")
+            print(f"    {stages(done[len(done) // 2])}", flush=True)
+            medians.append((timing.wall, converting))
+        return medians
 
 
 def main() -> None:
@@ -226,18 +236,19 @@ def main() -> None:
         print(f"creating an empty file here: {create_cost(bench.target('probe')):.0f} us",
               flush=True)
         if "ct" in folders:
-            two = bench.compare(f"CT series ({slices} slices), default jobs", folders["ct"], None)
-            one = bench.compare(f"CT series ({slices} slices), -j 1", folders["ct"], 1)
-            print(f"  => 1 -> 2 jobs speed-up: {one[0] / two[0]:.2f}x wall, "
-                  f"{one[1] / two[1]:.2f}x converting (start-up excluded)")
+            default, one = bench.compare(f"CT series ({slices} slices)", folders["ct"],
+                                         jobs=(None, 1))
+            print(f"  => 1 -> {os.cpu_count()} jobs (the default) speed-up: "
+                  f"{one[0] / default[0]:.2f}x wall, {one[1] / default[1]:.2f}x converting "
+                  f"(start-up excluded)")
         if "multiframe" in folders:
-            bench.compare(f"native multi-frame ({frames} frames)", folders["multiframe"], None,
+            bench.compare(f"native multi-frame ({frames} frames)", folders["multiframe"],
                           split_bytes=512 * 512 * 2)
         if "rle" in folders:
-            bench.compare(f"RLE multi-frame ({rle_frames} frames)", folders["rle"], None)
+            bench.compare(f"RLE multi-frame ({rle_frames} frames)", folders["rle"])
         if "small" in folders:
-            bench.compare(f"small files ({small // 5})", folders["fewer"], None)
-            bench.compare(f"small files ({small})", folders["small"], None)
+            bench.compare(f"small files ({small // 5})", folders["fewer"])
+            bench.compare(f"small files ({small})", folders["small"])
     finally:
         shutil.rmtree(runs, ignore_errors=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from . import dedup, qido
+from . import dedup, layout, qido
 from .fsutil import (
     ResourceWriter,
     read_resource,
@@ -70,8 +70,8 @@ def instance_document(root: Path, study: str, series: str, sop: str) -> bytes | 
     """The instance's DICOM JSON object as written in its metadata file (or rebuilt from
     the deduplicated form); None if it has neither."""
     # string paths: this runs once or twice per instance of every touched study
-    data = read_resource(os.path.join(root, "studies", study, "series", series, "instances",
-                                      sop, "metadata"))
+    data = read_resource(os.path.join(root, layout.instance_url_path(study, series, sop),
+                                      "metadata"))
     if data is not None:
         return data.strip()[1:-1]  # the one object of the instance's array
     parsed = dedup.load_document(root, study, series, sop)

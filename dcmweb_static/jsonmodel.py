@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Protocol
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.filereader import data_element_generator
+from pydicom.filereader import ENCODED_VR, data_element_generator
 from pydicom.tag import BaseTag
 
 from . import rawvalues
@@ -29,10 +29,6 @@ from .rawvalues import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_HEADER = struct.Struct("<HHL")
-#: the explicit VRs pydicom's reader recognises (PS3.5 Table 7.1-1, 7.1-2)
-ENCODED_VR = frozenset(vr.encode("ascii") for vr in (
-    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
-    "UL UN UR US UT UV").split())
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
 
 #: VRs whose values may be sent as BulkDataURI (PS3.18 F.2.6)

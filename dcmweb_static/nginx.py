@@ -1,17 +1,20 @@
 """`dcmweb nginx-config`: an nginx server block that serves a tree like `dcmweb serve`.
 
-nginx cannot filter QIDO queries: `/studies?StudyInstanceUID=X` is answered from the
-study's own index file, every other query with the whole list. Frames are sent with
-`type="application/octet-stream"`; each part's own Content-Type names the real media type
-and transfer syntax.
+Made from the URL table (`tree.urls.RESOURCES`): one location per resource, rewritten to
+its stored name where that differs from the URL. nginx cannot filter QIDO queries:
+`/studies?StudyInstanceUID=X` is answered from the study's own record, every other query
+with the whole list. Frames are sent with `type="application/octet-stream"`; each part's
+own Content-Type names the real media type and transfer syntax.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .multipart import response_content_type
 from .transfer_syntax import OCTET_STREAM
+from .tree import urls
 
 CORS = (
     "add_header Access-Control-Allow-Origin * always;\n"
@@ -28,29 +31,37 @@ def _location(match: str, body: str) -> str:
     return f"    location {match} {{\n        {inner}\n    }}\n"
 
 
+def _nginx_name(pattern: str) -> str:
+    """A stored-name pattern with nginx variables: `studies/{study}` → `/studies/$study`."""
+    return "/" + re.sub(r"{(\w+)}", r"$\1", pattern)
+
+
+def _types(kind: str) -> str:
+    if kind in ("frame", "bulkdata"):
+        return f"types {{ }} default_type '{response_content_type(OCTET_STREAM)}';\n"
+    return f"types {{ }} default_type {urls.DICOM_JSON};\n"
+
+
+def _resource_location(resource: urls.Resource) -> str:
+    body = _types(resource.kind)
+    target = _nginx_name(resource.folder_name)
+    record = urls.STUDY_RECORD
+    if record.url == resource.url:
+        uid = urls.PARAMETERS["study"]
+        body += (f"set $stored {target};\n"
+                 f'if ($arg_{record.query} ~ "^(?<study>{uid})$") '
+                 f"{{ set $stored {_nginx_name(record.folder_name)}; }}\n"
+                 "rewrite ^ $stored break;")
+    elif resource.folder_name != resource.url:
+        body += f"rewrite ^ {target} break;"
+    # nginx wants (?<name>...), the table writes Python's (?P<name>...)
+    return _location("~ " + resource.url_regex().replace("(?P<", "(?<"), body)
+
+
 def nginx_server_block(root: Path, listen: str = "127.0.0.1:8080") -> str:
     root = root.resolve()
-    multipart = response_content_type(OCTET_STREAM)
-    json_types = "types { } default_type application/dicom+json;\n"
-    uid = "[0-9.]+"
-    locations = [
-        _location("= /studies", json_types +
-                  "set $qido /studies/index.json;\n"
-                  f'if ($arg_StudyInstanceUID ~ "^({uid})$") '
-                  "{ set $qido /studies/$arg_StudyInstanceUID/index.json; }\n"
-                  "rewrite ^ $qido break;"),
-        _location(f"~ ^/studies/(?<st>{uid})/series$", json_types +
-                  "rewrite ^ /studies/$st/series/index.json break;"),
-        _location(f"~ ^/studies/(?<st>{uid})/series/(?<se>{uid})/instances$", json_types +
-                  "rewrite ^ /studies/$st/series/$se/instances/index.json break;"),
-        _location(f"~ ^/studies/{uid}(/series/{uid}(/instances/{uid})?)?/metadata$",
-                  json_types),
-        _location(f"~ ^/studies/{uid}/series/{uid}/instances/{uid}/frames/[0-9]+$",
-                  f"types {{ }} default_type '{multipart}';"),
-        _location(f"~ ^/studies/{uid}/series/{uid}/instances/{uid}/bulkdata/[0-9A-Fa-f.]+$",
-                  f"types {{ }} default_type '{multipart}';"),
-        _location("/", "return 404;"),
-    ]
+    locations = [_resource_location(resource) for resource in urls.RESOURCES]
+    locations.append(_location("/", "return 404;"))
     return (
         "# dcmweb static DICOMweb tree: " + str(root) + "\n"
         "server {\n"

@@ -9,6 +9,7 @@ stored when the client accepts it, CORS for browser viewers, Range for bulk data
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import orjson
@@ -23,11 +24,13 @@ from . import fsutil
 from .multipart import PART_FOOTER, response_content_type
 from .qido_query import QueryError, apply_query
 from .transfer_syntax import OCTET_STREAM
+from .tree import urls
 from .uids import InvalidUIDError, check_uid
 
-DICOM_JSON = "application/dicom+json"
+DICOM_JSON = urls.DICOM_JSON
 _SEGMENT_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID",
                   "sop": "SOP Instance UID"}
+_OTHER_PARAMETERS = ("frame", "name")
 
 
 class NotFound(Exception):
@@ -36,8 +39,11 @@ class NotFound(Exception):
 
 def _uids(request: Request) -> dict[str, str]:
     """The UIDs of the path, checked: a malformed one is a 400, never a path."""
-    return {key: check_uid(request.path_params[key], name)
-            for key, name in _SEGMENT_NAMES.items() if key in request.path_params}
+    checked = {key: check_uid(request.path_params[key], name)
+               for key, name in _SEGMENT_NAMES.items() if key in request.path_params}
+    checked.update((key, request.path_params[key]) for key in _OTHER_PARAMETERS
+                   if key in request.path_params)
+    return checked
 
 
 def _accepts_gzip(request: Request) -> bool:
@@ -45,7 +51,12 @@ def _accepts_gzip(request: Request) -> bool:
 
 
 def make_app(root: Path) -> Starlette:
+    """The app; its routes are made from the URL table (`tree.urls.RESOURCES`), as the nginx
+    config is, so both answer every URL from the same stored name."""
     root = root.resolve()
+
+    def stored_path(resource: urls.Resource, u: dict[str, str]) -> Path:
+        return root / resource.stored_name("folder", False, **u)
 
     def resource_response(request: Request, path: Path, media_type: str) -> Response:
         packed = path.with_name(path.name + ".gz")
@@ -65,72 +76,60 @@ def make_app(root: Path) -> Starlette:
             raise NotFound
         return data
 
-    def study_dir(u: dict[str, str]) -> Path:
-        folder = root / "studies" / u["study"]
-        if not folder.is_dir():
-            raise NotFound
-        return folder
-
     def qido(request: Request, index: Path) -> Response:
         records = orjson.loads(read_resource(index))
         selected = apply_query(records, list(request.query_params.multi_items()))
         return Response(orjson.dumps(selected), media_type=DICOM_JSON)
 
-    async def studies(request: Request) -> Response:
-        wanted = request.query_params.get("StudyInstanceUID")
-        if wanted and "," not in wanted and "\\" not in wanted:
-            try:  # one study: its own index file
-                return qido(request, root / "studies" / check_uid(wanted, "UID") / "index.json")
-            except (NotFound, InvalidUIDError):
+    def query_response(resource: urls.Resource, request: Request, u: dict[str, str]) -> Response:
+        record = urls.STUDY_RECORD
+        wanted = request.query_params.get(record.query or "")
+        if resource.url == record.url and wanted and "," not in wanted and "\\" not in wanted:
+            try:  # one study: its own record
+                uid = check_uid(wanted, "UID")
+            except InvalidUIDError:
                 return Response(b"[]", media_type=DICOM_JSON)
-        return qido(request, root / "studies" / "index.json")
+            try:
+                return qido(request, stored_path(record, {"study": uid}))
+            except NotFound:
+                return Response(b"[]", media_type=DICOM_JSON)
+        if "study" in u and not (root / urls.study_path(u["study"])).is_dir():
+            raise NotFound
+        return qido(request, stored_path(resource, u))
 
-    async def series(request: Request) -> Response:
-        u = _uids(request)
-        return qido(request, study_dir(u) / "series" / "index.json")
-
-    async def instances(request: Request) -> Response:
-        u = _uids(request)
-        return qido(request, study_dir(u) / "series" / u["series"] / "instances" / "index.json")
-
-    async def metadata(request: Request) -> Response:
-        u = _uids(request)
-        folder = study_dir(u)
-        if "series" in u:
-            folder = folder / "series" / u["series"]
-        if "sop" in u:
-            folder = folder / "instances" / u["sop"]
-        return resource_response(request, folder / "metadata", DICOM_JSON)
-
-    def instance_dir(u: dict[str, str]) -> Path:
-        return study_dir(u) / "series" / u["series"] / "instances" / u["sop"]
-
-    async def frames(request: Request) -> Response:
-        u = _uids(request)
-        numbers = request.path_params["frames"].split(",")
+    def frames_response(resource: urls.Resource, u: dict[str, str]) -> Response:
+        numbers = u.pop("frame").split(",")
         if not all(n.isdigit() and int(n) > 0 for n in numbers):
             return Response("frame numbers must be positive integers", status_code=400)
-        files = [instance_dir(u) / "frames" / str(int(n)) for n in numbers]
+        files = [stored_path(resource, {**u, "frame": str(int(n))}) for n in numbers]
         if not all(f.is_file() for f in files):
             raise NotFound
-        media_type = _part_media_type(files[0])
-        content_type = response_content_type(media_type)
+        content_type = response_content_type(_part_media_type(files[0]))
         if len(files) == 1:
             return FileResponse(files[0], media_type=content_type)
         # several frames: one message; each part's closing delimiter dropped but the last
         body = b"".join(f.read_bytes()[: -len(PART_FOOTER)] + b"\r\n" for f in files)
         return Response(body[:-2] + PART_FOOTER, media_type=content_type)
 
-    async def bulkdata(request: Request) -> Response:
-        u = _uids(request)
-        name = request.path_params["name"]
-        if "/" in name or name.startswith("."):
+    def bulkdata_response(resource: urls.Resource, u: dict[str, str]) -> Response:
+        if not re.fullmatch(urls.PARAMETERS["name"], u["name"]):
             return Response("bad bulk data name", status_code=400)
-        path = instance_dir(u) / "bulkdata" / name
+        path = stored_path(resource, u)
         if not path.is_file():
             raise NotFound
-        content_type = response_content_type(OCTET_STREAM)
-        return FileResponse(path, media_type=content_type)
+        return FileResponse(path, media_type=response_content_type(OCTET_STREAM))
+
+    def endpoint(resource: urls.Resource):
+        async def respond(request: Request) -> Response:
+            u = _uids(request)
+            if resource.kind == "qido":
+                return query_response(resource, request, u)
+            if resource.kind == "metadata":
+                return resource_response(request, stored_path(resource, u), DICOM_JSON)
+            if resource.kind == "frame":
+                return frames_response(resource, u)
+            return bulkdata_response(resource, u)
+        return respond
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return Response("not found", status_code=404)
@@ -138,19 +137,7 @@ def make_app(root: Path) -> Starlette:
     async def bad_request(request: Request, exc: Exception) -> Response:
         return Response(str(exc), status_code=400)
 
-    study = "/studies/{study}"
-    series_path = study + "/series/{series}"
-    instance = series_path + "/instances/{sop}"
-    routes = [
-        Route("/studies", studies),
-        Route(study + "/metadata", metadata),
-        Route(study + "/series", series),
-        Route(series_path + "/metadata", metadata),
-        Route(series_path + "/instances", instances),
-        Route(instance + "/metadata", metadata),
-        Route(instance + "/frames/{frames}", frames),
-        Route(instance + "/bulkdata/{name}", bulkdata),
-    ]
+    routes = [Route("/" + resource.url, endpoint(resource)) for resource in urls.RESOURCES]
     middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD",
                   "OPTIONS"], allow_headers=["*"], expose_headers=["Content-Encoding",
                   "Content-Length", "Content-Range", "Content-Type"])]

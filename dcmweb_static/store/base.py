@@ -1,0 +1,73 @@
+"""The storage seam: everything written into a tree goes through a `Store`.
+
+A store holds named byte strings (files of a folder, objects of a bucket) with the
+headers a static server should send for them. It knows nothing of DICOM: names come
+from the URL table (`tree.urls`), bytes from the encoders. Implementations: the local
+folder (`LocalStore`, temp file + `os.replace`, folder rename, `flock`) and memory
+(`MemoryStore`, for tests and as the model an object store follows).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .staging import StagedInstance, StagingArea
+
+Layout = Literal["folder", "object"]
+
+
+@dataclass(frozen=True)
+class Headers:
+    """What a static server sends with a stored resource."""
+
+    content_type: str | None = None
+    #: "gzip" for resources stored compressed
+    content_encoding: str | None = None
+
+
+NO_HEADERS = Headers()
+
+
+class Writer(Protocol):
+    """A resource written piece by piece; it appears whole when the writer closes without
+    an error, and not at all otherwise."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+
+class Store(Protocol):
+    """Named resources of one tree. Names use `/` and never start with `/`."""
+
+    #: how names are formed from URLs (see `tree.urls`): folders, or keys equal to URLs
+    layout: Layout
+
+    def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
+        """Store `data` under `name` atomically: readers see the old bytes or the new."""
+
+    def writer(self, name: str, headers: Headers = NO_HEADERS) -> AbstractContextManager[Writer]:
+        """Like `put`, for data made piece by piece (never held whole)."""
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes under `name`; None when there are none."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def children(self, prefix: str) -> list[str]:
+        """The names one level below `prefix` (a folder's entries), sorted."""
+
+    def delete(self, name: str) -> None:
+        """Remove `name` if it exists."""
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Serialise study/series aggregation between runs writing into this tree."""
+
+    def staging(self) -> StagingArea:
+        """A local folder for this run's workers to stage instances in (removed by
+        `StagingArea.close`; a killed run's is removed by the next run)."""
+
+    def commit_instance(self, staged: StagedInstance, folder: str) -> None:
+        """Publish a staged instance under `folder`, replacing an earlier one whole (no
+        stale file of it survives); result folders (`_vendor_name/`) of the earlier one
+        survive unless staged again. The staged folder is used up."""

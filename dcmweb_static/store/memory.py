@@ -1,0 +1,93 @@
+"""A store in memory: the seam's second implementation, used by tests to show that a
+conversion writes through the store alone, and the model an object store follows
+(names are keys; a folder is only a prefix)."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .base import NO_HEADERS, Headers, Layout
+from .staging import StagedInstance, StagingArea
+
+
+@dataclass
+class StoredObject:
+    data: bytes
+    headers: Headers
+
+
+class _MemoryWriter:
+    def __init__(self, store: MemoryStore, name: str, headers: Headers) -> None:
+        self.store, self.name, self.headers = store, name, headers
+        self.chunks: list[bytes] = []
+
+    def write(self, chunk: bytes) -> None:
+        self.chunks.append(bytes(chunk))
+
+    def __enter__(self) -> _MemoryWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.store.put(self.name, b"".join(self.chunks), self.headers)
+
+
+@dataclass
+class MemoryStore:
+    """Names → bytes and headers. Staging is a temporary local folder, as for any store
+    that is not a local folder: workers stage on disk, the parent commits."""
+
+    layout: Layout = "folder"
+    objects: dict[str, StoredObject] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
+        with self._lock:
+            self.objects[name] = StoredObject(bytes(data), headers)
+
+    def writer(self, name: str, headers: Headers = NO_HEADERS) -> _MemoryWriter:
+        return _MemoryWriter(self, name, headers)
+
+    def get(self, name: str) -> bytes | None:
+        stored = self.objects.get(name)
+        return None if stored is None else stored.data
+
+    def exists(self, name: str) -> bool:
+        return name in self.objects
+
+    def children(self, prefix: str) -> list[str]:
+        start = prefix.rstrip("/") + "/" if prefix else ""
+        return sorted({name[len(start):].split("/", 1)[0] for name in list(self.objects)
+                       if name.startswith(start)})
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self.objects.pop(name, None)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def staging(self) -> StagingArea:
+        return StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
+
+    def close_staging(self, area: StagingArea) -> None:
+        area.close()
+
+    def commit_instance(self, staged: StagedInstance, folder: str) -> None:
+        prefix = folder + "/"
+        names = list(staged.files())
+        restaged = {name.split("/", 1)[0] for name in names if name.startswith("_")}
+        with self._lock:
+            for old in [n for n in self.objects if n.startswith(prefix)]:
+                first = old[len(prefix):].split("/", 1)[0]
+                if not first.startswith("_") or first in restaged:
+                    del self.objects[old]
+            for name in names:
+                self.objects[prefix + name] = StoredObject(staged.read(name), NO_HEADERS)
+        staged.remove()

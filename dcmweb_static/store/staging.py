@@ -1,0 +1,84 @@
+"""Instances staged on local disk by the workers, before a store commits them.
+
+A worker writes an instance's files (metadata, frames, bulk data, info) into a
+`StagedInstance` folder; frames are copied there by the kernel (`copy_file_range`) from
+the source. Only the parent commits a staged folder into the tree, so an instance
+appears whole or not at all. Both classes are plain paths underneath: they pickle into
+worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class StagedInstance:
+    """One instance's files being written, in a folder of the run's staging area."""
+
+    path: str
+
+    def open(self, name: str) -> BinaryIO:
+        """A new file `name` (may contain `/`) for writing, unbuffered: the kernel copies
+        frames straight into it."""
+        target = os.path.join(self.path, name)
+        folder = os.path.dirname(target)
+        if folder != self.path:
+            os.makedirs(folder, exist_ok=True)
+        return open(target, "xb", buffering=0)
+
+    def put(self, name: str, data: bytes) -> int:
+        with self.open(name) as out:
+            out.write(data)
+        return len(data)
+
+    def read(self, name: str) -> bytes:
+        with open(os.path.join(self.path, name), "rb") as handle:
+            return handle.read()
+
+    def exists(self, name: str) -> bool:
+        return os.path.exists(os.path.join(self.path, name))
+
+    def files(self) -> Iterator[str]:
+        """Every staged file's name, relative to the instance folder, sorted."""
+        for folder, dirs, names in os.walk(self.path):
+            dirs.sort()
+            relative = os.path.relpath(folder, self.path)
+            for name in sorted(names):
+                yield name if relative == "." else f"{relative}/{name}"
+
+    def clear(self) -> None:
+        """Start again with an empty folder (a rewrite with every payload checked)."""
+        shutil.rmtree(self.path)
+        os.mkdir(self.path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StagingArea:
+    """A run's staging folder: one `StagedInstance` per converted file."""
+
+    path: str
+
+    def new_instance(self, label: str) -> StagedInstance:
+        """A new empty instance folder; `label` is a checked UID (for people reading it)."""
+        path = os.path.join(self.path, f"{label}.{os.getpid()}.{time.monotonic_ns()}")
+        os.makedirs(path)
+        return StagedInstance(path)
+
+    def temporary_file(self) -> BinaryIO:
+        """An anonymous temporary file in the staging area (same file system as the
+        staged instances), e.g. for an inflated deflated data set."""
+        import tempfile
+
+        return tempfile.TemporaryFile(dir=self.path)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -41,7 +41,11 @@ def tree_dirs(root: Path, folder: str | os.PathLike[str]) -> str:
     below `root` is a symbolic link; `root` itself may be one. Returns `folder` as a string.
     Existing folders cost one lstat per component, so this runs before every write."""
     base, path = os.fspath(root), os.fspath(folder)
-    relative = os.path.relpath(path, base)
+    prefix = base.rstrip(os.sep) + os.sep
+    # the usual case, a path built on `root`, without relpath's cost
+    relative = path[len(prefix):].rstrip(os.sep) if path.startswith(prefix) else \
+        os.path.relpath(path, base)
+    relative = relative or "."
     if relative == ".":
         os.makedirs(base, exist_ok=True)
         return path

@@ -119,9 +119,13 @@ def write_report(summary: RunSummary, path: Path) -> None:
     """The run report as JSON, streamed from the spool: one record per input."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     head = orjson.dumps(summary.report_head(), option=orjson.OPT_INDENT_2)
-    with open(tmp, "wb") as out:
-        out.write(head[:-2] + b',\n  "files": [')
-        for n, record in enumerate(summary.records()):
-            out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
-        out.write(b"\n  ]\n}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(head[:-2] + b',\n  "files": [')
+            for n, record in enumerate(summary.records()):
+                out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
+            out.write(b"\n  ]\n}\n")
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no half report is left beside it
+        tmp.unlink(missing_ok=True)
+        raise

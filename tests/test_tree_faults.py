@@ -320,3 +320,33 @@ def test_the_output_root_itself_may_be_a_link(inputs: list[Path], tmp_path: Path
     link.symlink_to(real, target_is_directory=True)
     assert _convert(inputs[0].parent, "-d", link, "-q")[0] == 0
     assert len(list(real.glob("studies/*/series/*/instances/*/metadata.gz"))) == 3
+
+
+# -- what is served: never a temp or dot file ---------------------------------------------
+
+@pytest.mark.parametrize("kind", ["dcmweb-serve", "nginx"])
+def test_temp_and_dot_files_are_never_served(kind: str, inputs: list[Path],
+                                             tmp_path: Path) -> None:
+    import httpx
+    import pydicom
+
+    from .servers import dcmweb_serve, nginx
+
+    out = tmp_path / "out"
+    assert _convert(inputs[0], "-d", out, "-q")[0] == 0
+    ds = pydicom.dcmread(inputs[0], stop_before_pixels=True)
+    study = f"studies/{ds.StudyInstanceUID}"
+    instance = f"{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    planted = [".tmp/run-1-1/1-0-metadata.gz", f"{study}/.metadata.gz.1.tmp",
+               f"{instance}/bulkdata/.0a.1.tmp", f"{instance}/frames/.1.tmp", ".dcmweb.lock"]
+    for relative in planted:
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        (out / relative).write_bytes(b"DEBRIS")
+    server = dcmweb_serve(out) if kind == "dcmweb-serve" else nginx(out, tmp_path / "nginx")
+    with server as url:
+        for relative in planted:
+            for path in (relative, relative.removesuffix(".gz")):
+                response = httpx.get(f"{url}/{path}", headers={"Accept-Encoding": "gzip"})
+                assert response.status_code in (400, 404), path
+                assert b"DEBRIS" not in response.content
+        assert httpx.get(f"{url}/{instance}/metadata").status_code == 200

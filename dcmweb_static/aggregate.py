@@ -19,7 +19,9 @@ import orjson
 from . import dedup, layout, qido
 from .fsutil import (
     ResourceWriter,
+    clean_stale_scratch,
     read_resource,
+    scratch_area,
     tree_lock,
     write_resource,
 )
@@ -103,8 +105,8 @@ def _write_series(root: Path, study: str, series: str, entries: list[InstanceEnt
     instance at a time, and the same documents into the study's metadata array, so each
     instance file is read once here. Returns the separator for the study's next item."""
     folder = series_path(root, study, series)
-    with ResourceWriter(folder / "metadata", gzip) as documents, \
-            ResourceWriter(folder / "instances" / "index.json", gzip) as index:
+    with ResourceWriter(root, folder / "metadata", gzip) as documents, \
+            ResourceWriter(root, folder / "instances" / "index.json", gzip) as index:
         documents.write(b"[")
         index.write(b"[")
         written = False
@@ -135,7 +137,7 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
     study_folder = root / "studies" / study
-    with ResourceWriter(study_folder / "metadata", gzip) as study_documents:
+    with ResourceWriter(root, study_folder / "metadata", gzip) as study_documents:
         study_documents.write(b"[")
         separator = b""
         for _, series, entries, _ in series_list:
@@ -143,10 +145,11 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
                                       study_documents, separator)
         study_documents.write(b"]")
     series_records = [item[0] for item in series_list]
-    write_resource(study_folder / "series" / "index.json", orjson.dumps(series_records), gzip)
+    write_resource(root, study_folder / "series" / "index.json", orjson.dumps(series_records),
+                   gzip)
     count = sum(len(item[2]) for item in series_list)
     record = qido.study_record(series_list[0][3], series_records, count, base_url)
-    write_resource(study_folder / "index.json", orjson.dumps([record]), gzip)
+    write_resource(root, study_folder / "index.json", orjson.dumps([record]), gzip)
     _plugin_results(root, study, [(series, entries) for _, series, entries, _ in series_list])
     return record
 
@@ -161,10 +164,10 @@ def _plugin_results(root: Path, study: str,
              for series, entries in series_list]
     for view in views:
         for results in hook.series_results(series=view):
-            write_results(view.folder, list(results or []))
+            write_results(root, view.folder, list(results or []))
     study_view = StudyView(study, views, root / "studies" / study)
     for results in hook.study_results(study=study_view):
-        write_results(study_view.folder, list(results or []))
+        write_results(root, study_view.folder, list(results or []))
 
 
 def update_studies_index(root: Path, gzip: bool) -> int:
@@ -174,15 +177,17 @@ def update_studies_index(root: Path, gzip: bool) -> int:
         if data is not None:
             records.extend(orjson.loads(data))
     records.sort(key=qido.study_sort_key)
-    write_resource(root / "studies" / "index.json", orjson.dumps(records), gzip)
+    write_resource(root, root / "studies" / "index.json", orjson.dumps(records), gzip)
     return len(records)
 
 
 def aggregate(root: Path, studies: Iterable[str], *, gzip: bool = True,
               base_url: str | None = None) -> int:
-    """Update the given studies and the study list; returns how many studies were updated."""
+    """Update the given studies and the study list; returns how many studies were updated.
+    Under the lock, scratch folders of dead runs are removed first."""
     updated = 0
-    with tree_lock(root):
+    with tree_lock(root), scratch_area(root):
+        clean_stale_scratch(root)
         for study in sorted(set(studies)):
             if update_study(root, study, gzip, base_url) is not None:
                 updated += 1

@@ -16,6 +16,7 @@ from . import __version__
 from .aggregate import aggregate, all_studies
 from .batch import Converter
 from .dedup import rebuild_instances
+from .fsutil import describe
 from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
@@ -132,8 +133,17 @@ base_url_option = click.option("--base-url", default=None,
 def index(output: Path, use_gzip: bool, base_url: str | None) -> None:
     """Regenerate every study/series metadata and QIDO file of OUTPUT from its instances."""
     _existing_tree(output)
-    count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    try:
+        count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    except OSError as exc:
+        raise _tree_error(output, exc) from None
     click.echo(f"indexed {count} studies in {output}", err=True)
+
+
+def _tree_error(output: Path, exc: OSError) -> click.ClickException:
+    """An I/O error of the tree as one line (exit 1); files written before it stay whole."""
+    return click.ClickException(f"study and series files of {output} not (all) updated: "
+                                f"{describe(exc)}")
 
 
 @main.command()
@@ -144,8 +154,11 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
     """Regenerate the full instance metadata files from the deduplicated form, then the
     study/series files."""
     _existing_tree(output)
-    count = rebuild_instances(output, gzip=use_gzip)
-    aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    try:
+        count = rebuild_instances(output, gzip=use_gzip)
+        aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    except OSError as exc:
+        raise _tree_error(output, exc) from None
     click.echo(f"rebuilt {count} instance metadata files in {output}", err=True)
 
 
@@ -216,8 +229,14 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         sys.exit(ExitCode.INTERRUPTED)
     finally:
         progress.close()
+        if summary is not None and summary.error:
+            click.echo(f"Error: {summary.error}", err=True)
         if summary is not None and report_path is not None:
-            write_report(summary, report_path)
+            try:
+                write_report(summary, report_path)
+            except OSError as exc:
+                click.echo(f"Error: cannot write the report: {describe(exc)}", err=True)
+                summary.error = summary.error or "report not written"
     if not quiet:
         from rich.console import Console  # imported only here: start-up time counts
 

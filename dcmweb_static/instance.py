@@ -278,7 +278,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                         metadata, len(layout_.frames) if layout_ else 0, staging,
                         lambda n: read_part_body(staging / "frames" / str(n)))
     for results in plugins.get_plugin_manager().hook.instance_results(instance=view):
-        write_results(staging, list(results or []))
+        write_results(options.output, staging, list(results or []))
     result.frames = len(layout_.frames) if layout_ else 0
     return written + len(document), layout_, ts.media_type
 

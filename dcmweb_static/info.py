@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 from typing import Any
 
+import orjson
 from pydicom.dataset import Dataset
 
 from . import __version__
@@ -95,3 +98,34 @@ def build_info(
         for key in ("preamble", "file_meta", "undefined_length"):
             del record[key]
     return record
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries if entry.is_dir()
+                    and not entry.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def tree_has_transform(root: Path, name: str) -> bool:
+    """Whether any instance of the tree at `root` was written through transform `name`
+    (its info records the run's transforms). Stops at the first one found; reads each
+    info file only when it mentions the name at all."""
+    needle = orjson.dumps(name)
+    for study in _subdirs(os.path.join(root, "studies")):
+        for series in _subdirs(os.path.join(study, "series")):
+            for instance in _subdirs(os.path.join(series, "instances")):
+                try:
+                    with open(os.path.join(instance, "info"), "rb") as fp:
+                        data = fp.read()
+                except OSError:
+                    continue
+                if needle in data:
+                    try:
+                        if name in orjson.loads(data).get("transforms", []):
+                            return True
+                    except (orjson.JSONDecodeError, AttributeError):
+                        continue
+    return False

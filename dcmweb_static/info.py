@@ -109,23 +109,37 @@ def _subdirs(path: str) -> list[str]:
         return []
 
 
+def _first_info(instances: str) -> bytes | None:
+    """The info of the first instance folder listed (in directory order) that has one."""
+    try:
+        with os.scandir(instances) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                try:
+                    with open(os.path.join(entry.path, "info"), "rb") as fp:
+                        return fp.read()
+                except OSError:
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return None
+
+
 def tree_has_transform(root: Path, name: str) -> bool:
-    """Whether any instance of the tree at `root` was written through transform `name`
-    (its info records the run's transforms). Stops at the first one found; reads each
-    info file only when it mentions the name at all."""
+    """Whether the tree at `root` holds instances written through transform `name`, as
+    recorded in their info. One instance per series is read: a transform that replaces
+    UIDs (deidentify) puts its instances in series of their own, so one decides the
+    series, and the check costs one file per series, not per instance."""
     needle = orjson.dumps(name)
     for study in _subdirs(os.path.join(root, "studies")):
         for series in _subdirs(os.path.join(study, "series")):
-            for instance in _subdirs(os.path.join(series, "instances")):
-                try:
-                    with open(os.path.join(instance, "info"), "rb") as fp:
-                        data = fp.read()
-                except OSError:
-                    continue
-                if needle in data:
-                    try:
-                        if name in orjson.loads(data).get("transforms", []):
-                            return True
-                    except (orjson.JSONDecodeError, AttributeError):
-                        continue
+            data = _first_info(os.path.join(series, "instances"))
+            if data is None or needle not in data:
+                continue
+            try:
+                if name in orjson.loads(data).get("transforms", []):
+                    return True
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
     return False

@@ -24,7 +24,7 @@ from .fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, 
 from .inputs import InputSpool
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
-from .plugins import get_plugin_manager
+from .plugins import get_plugin_manager, run_hook
 from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
 from .sop_registry import Committed, SopRegistry
 
@@ -105,7 +105,8 @@ class Converter:
                 stage = "study and series files not (all) updated"
                 aggregated = time.perf_counter()
                 aggregate(root, summary.touched_studies, gzip=self.options.gzip,
-                          base_url=self.options.base_url)
+                          base_url=self.options.base_url,
+                          failures=summary.plugin_failures)
                 summary.timings["aggregate"] = time.perf_counter() - aggregated
         except OSError as exc:  # the tree is unusable (full, read-only, a link in it)
             summary.error = f"{stage}: {describe(exc)}"
@@ -134,7 +135,8 @@ class Converter:
         self._worker_peak_rss_kib = max(self._worker_peak_rss_kib, result.worker_peak_rss_kib)
         summary.add(index, result)
         self.on_result(result)
-        get_plugin_manager().hook.instance_converted(record=result.report_record())
+        run_hook(get_plugin_manager(), "instance_converted",
+                 {"record": result.report_record()}, on_error=summary.plugin_failures.add)
 
     def _commit(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         """Move the staged folder into the tree. Of several files with one SOP Instance

@@ -15,6 +15,7 @@ import orjson
 
 from . import __version__
 from .instance import InstanceResult
+from .plugins import PluginFailures
 
 
 class ExitCode(enum.IntEnum):
@@ -50,6 +51,8 @@ class RunSummary:
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
     #: why the run stopped before its end (an I/O error of the tree), one line; None if not
     error: str | None = None
+    #: parent-side plugin hooks that raised (the files themselves are fine): exit 1
+    plugin_failures: PluginFailures = field(default_factory=PluginFailures)
     _spool: Any = field(default=None, repr=False)
     _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -86,7 +89,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.FILES_FAILED if self.count("failed") or self.error else ExitCode.OK
+        failed = self.count("failed") or self.plugin_failures or self.error
+        return ExitCode.FILES_FAILED if failed else ExitCode.OK
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every input's report record, in completion order."""
@@ -100,7 +104,7 @@ class RunSummary:
         self._spool.seek(0, os.SEEK_END)
 
     def report_head(self) -> dict[str, Any]:
-        return {
+        head: dict[str, Any] = {
             "tool": {"name": "dcmweb-static", "version": __version__},
             "output": str(self.output),
             "error": self.error,
@@ -110,6 +114,9 @@ class RunSummary:
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
         }
+        if self.plugin_failures:
+            head["plugin_failures"] = self.plugin_failures.records()
+        return head
 
     def report(self) -> dict[str, Any]:
         return {**self.report_head(), "files": list(self.records())}

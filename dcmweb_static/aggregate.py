@@ -19,11 +19,13 @@ import orjson
 from . import dedup, layout, qido
 from .fsutil import (
     ResourceWriter,
+    clean_stale_scratch,
     read_resource,
+    scratch_area,
     tree_lock,
     write_resource,
 )
-from .plugins import get_plugin_manager
+from .plugins import PluginFailures, get_plugin_manager, run_hook
 from .results import SeriesView, StudyView, write_results
 from .uids import InvalidUIDError, check_uid
 
@@ -103,8 +105,8 @@ def _write_series(root: Path, study: str, series: str, entries: list[InstanceEnt
     instance at a time, and the same documents into the study's metadata array, so each
     instance file is read once here. Returns the separator for the study's next item."""
     folder = series_path(root, study, series)
-    with ResourceWriter(folder / "metadata", gzip) as documents, \
-            ResourceWriter(folder / "instances" / "index.json", gzip) as index:
+    with ResourceWriter(root, folder / "metadata", gzip) as documents, \
+            ResourceWriter(root, folder / "instances" / "index.json", gzip) as index:
         documents.write(b"[")
         index.write(b"[")
         written = False
@@ -123,7 +125,8 @@ def _write_series(root: Path, study: str, series: str, entries: list[InstanceEnt
     return separator
 
 
-def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Json | None:
+def update_study(root: Path, study: str, gzip: bool, base_url: str | None,
+                 failures: PluginFailures | None = None) -> Json | None:
     """Rewrite a study's series/study metadata and QIDO files; returns its QIDO record."""
     series_list: list[tuple[Json, str, list[InstanceEntry], Json]] = []
     for series in _uid_dirs(root / "studies" / study / "series"):
@@ -135,7 +138,7 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
         return None
     series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
     study_folder = root / "studies" / study
-    with ResourceWriter(study_folder / "metadata", gzip) as study_documents:
+    with ResourceWriter(root, study_folder / "metadata", gzip) as study_documents:
         study_documents.write(b"[")
         separator = b""
         for _, series, entries, _ in series_list:
@@ -143,28 +146,35 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None) -> Js
                                       study_documents, separator)
         study_documents.write(b"]")
     series_records = [item[0] for item in series_list]
-    write_resource(study_folder / "series" / "index.json", orjson.dumps(series_records), gzip)
+    write_resource(root, study_folder / "series" / "index.json", orjson.dumps(series_records),
+                   gzip)
     count = sum(len(item[2]) for item in series_list)
     record = qido.study_record(series_list[0][3], series_records, count, base_url)
-    write_resource(study_folder / "index.json", orjson.dumps([record]), gzip)
-    _plugin_results(root, study, [(series, entries) for _, series, entries, _ in series_list])
+    write_resource(root, study_folder / "index.json", orjson.dumps([record]), gzip)
+    _plugin_results(root, study, [(series, entries) for _, series, entries, _ in series_list],
+                    failures if failures is not None else PluginFailures())
     return record
 
 
 def _plugin_results(root: Path, study: str,
-                    series_list: list[tuple[str, list[InstanceEntry]]]) -> None:
-    """Let plugins add `_vendor_name/` folders to each series and to the study."""
-    hook = get_plugin_manager().hook
+                    series_list: list[tuple[str, list[InstanceEntry]]],
+                    failures: PluginFailures) -> None:
+    """Let plugins add `_vendor_name/` folders to each series and to the study; a plugin
+    that raises is recorded in `failures` and the others' folders are still written."""
+    pm = get_plugin_manager()
+    hook = pm.hook
     if not hook.series_results.get_hookimpls() and not hook.study_results.get_hookimpls():
         return
     views = [SeriesView(study, series, [e.sop for e in entries], root)
              for series, entries in series_list]
     for view in views:
-        for results in hook.series_results(series=view):
-            write_results(view.folder, list(results or []))
+        for results in run_hook(pm, "series_results", {"series": view},
+                                on_error=failures.add, context=f"series {view.series_uid}"):
+            write_results(root, view.folder, results)
     study_view = StudyView(study, views, root / "studies" / study)
-    for results in hook.study_results(study=study_view):
-        write_results(study_view.folder, list(results or []))
+    for results in run_hook(pm, "study_results", {"study": study_view},
+                            on_error=failures.add, context=f"study {study}"):
+        write_results(root, study_view.folder, results)
 
 
 def update_studies_index(root: Path, gzip: bool) -> int:
@@ -174,17 +184,20 @@ def update_studies_index(root: Path, gzip: bool) -> int:
         if data is not None:
             records.extend(orjson.loads(data))
     records.sort(key=qido.study_sort_key)
-    write_resource(root / "studies" / "index.json", orjson.dumps(records), gzip)
+    write_resource(root, root / "studies" / "index.json", orjson.dumps(records), gzip)
     return len(records)
 
 
 def aggregate(root: Path, studies: Iterable[str], *, gzip: bool = True,
-              base_url: str | None = None) -> int:
-    """Update the given studies and the study list; returns how many studies were updated."""
+              base_url: str | None = None, failures: PluginFailures | None = None) -> int:
+    """Update the given studies and the study list; returns how many studies were updated.
+    Under the lock, scratch folders of dead runs are removed first. Plugin failures
+    (series/study results) go to `failures`: they never stop aggregation."""
     updated = 0
-    with tree_lock(root):
+    with tree_lock(root), scratch_area(root):
+        clean_stale_scratch(root)
         for study in sorted(set(studies)):
-            if update_study(root, study, gzip, base_url) is not None:
+            if update_study(root, study, gzip, base_url, failures) is not None:
                 updated += 1
         update_studies_index(root, gzip)
     return updated

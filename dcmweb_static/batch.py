@@ -18,13 +18,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import layout
 from .aggregate import aggregate
 from .commit import commit_instance
+from .fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, tree_lock
 from .inputs import InputSpool
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
-from .plugins import get_plugin_manager
+from .plugins import get_plugin_manager, run_hook
 from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
 from .sop_registry import Committed, SopRegistry
 
@@ -35,6 +35,7 @@ def _convert_in_worker(path: str, options: ConvertOptions, staging_root: str) ->
     global _WORKER_BUFFER
     if _WORKER_BUFFER is None:
         _WORKER_BUFFER = bytearray(COPY_BLOCK)
+        adopt_scratch(options.output, Path(staging_root))  # if not inherited by fork
     return convert_file(path, options, Path(staging_root), _WORKER_BUFFER)
 
 
@@ -61,27 +62,6 @@ def peak_rss_kib() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_staging(staging_parent: Path) -> None:
-    """Remove staging folders left by killed runs, so a re-run leaves the same tree."""
-    if not staging_parent.is_dir():
-        return
-    for entry in staging_parent.iterdir():
-        parts = entry.name.split("-")
-        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit():
-            if not _pid_alive(int(parts[1])):
-                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
@@ -114,28 +94,28 @@ class Converter:
         started = time.perf_counter()
         root = self.options.output
         summary = RunSummary(output=root, keep_results=self.keep_results)
-        staging_parent = root / layout.STAGING_DIR
-        _clean_stale_staging(staging_parent)
-        staging_root = staging_parent / f"run-{os.getpid()}-{time.time_ns()}"
-        staging_root.mkdir(parents=True)
         spool = files if isinstance(files, InputSpool) else InputSpool(files)
+        stage = "cannot use the output folder"
         try:
-            self._run_pool(spool, str(staging_root), summary)
-            aggregated = time.perf_counter()
-            aggregate(root, summary.touched_studies, gzip=self.options.gzip,
-                      base_url=self.options.base_url)
-            summary.timings["aggregate"] = time.perf_counter() - aggregated
+            with tree_lock(root, wait=False) as locked:  # a killed run's debris goes first
+                if locked:
+                    clean_stale_scratch(root)
+            with scratch_area(root) as staging_root:  # staged instances and temp files
+                self._run_pool(spool, str(staging_root), summary)
+                stage = "study and series files not (all) updated"
+                aggregated = time.perf_counter()
+                aggregate(root, summary.touched_studies, gzip=self.options.gzip,
+                          base_url=self.options.base_url,
+                          failures=summary.plugin_failures)
+                summary.timings["aggregate"] = time.perf_counter() - aggregated
+        except OSError as exc:  # the tree is unusable (full, read-only, a link in it)
+            summary.error = f"{stage}: {describe(exc)}"
         finally:
             if spool is not files:
                 spool.close()
             if self._sops is not None:
                 self._sops.close()
             self._sops, self._kept = None, {}
-            shutil.rmtree(staging_root, ignore_errors=True)
-            try:
-                staging_parent.rmdir()
-            except OSError:
-                pass  # another run's staging is still there
             summary.seconds = time.perf_counter() - started
             summary.peak_rss_kib = {
                 "parent": peak_rss_kib(),
@@ -155,7 +135,8 @@ class Converter:
         self._worker_peak_rss_kib = max(self._worker_peak_rss_kib, result.worker_peak_rss_kib)
         summary.add(index, result)
         self.on_result(result)
-        get_plugin_manager().hook.instance_converted(record=result.report_record())
+        run_hook(get_plugin_manager(), "instance_converted",
+                 {"record": result.report_record()}, on_error=summary.plugin_failures.add)
 
     def _commit(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         """Move the staged folder into the tree. Of several files with one SOP Instance

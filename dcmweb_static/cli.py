@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,19 @@ from . import __version__
 from .aggregate import aggregate, all_studies
 from .batch import Converter
 from .dedup import rebuild_instances
+from .fsutil import describe
 from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
-from .plugins import get_plugin_manager, plugin_summaries, transforms
+from .plugins import (
+    OptionError,
+    PluginFailures,
+    get_plugin_manager,
+    plugin_summaries,
+    prepare_transforms,
+    run_hook,
+)
 from .run_report import ExitCode, write_report
 
 
@@ -30,30 +36,25 @@ def main() -> None:
     """Turn DICOM Part 10 files into a static DICOMweb tree."""
 
 
-def _plugin_options(names: tuple[str, ...], values: tuple[str, ...],
+def _plugin_options(names: tuple[str, ...], values: tuple[str, ...], output: Path,
                     quiet: bool) -> dict[str, dict[str, str]]:
-    available = transforms()
-    for name in names:
-        if name not in available:
-            raise click.BadParameter(f"no transform named {name!r}; installed: "
-                                     f"{', '.join(sorted(available)) or 'none'}",
-                                     param_hint="--plugin")
-    options: dict[str, dict[str, str]] = {name: {} for name in names}
-    for item in values:
-        key, sep, value = item.partition("=")
-        name, dot, option = key.partition(".")
-        if not sep or not dot or name not in options:
-            raise click.BadParameter(f"{item!r} is not NAME.KEY=VALUE for a --plugin NAME",
-                                     param_hint="--plugin-option")
-        options[name][option] = value
-    deid = options.get("deidentify")
-    if deid is not None and not deid.get("secret") and deid.get("uids") != "keep":
-        deid["secret"] = secrets.token_hex(32)
-        if not quiet:
-            click.echo("deidentify: no secret given; UIDs are replaced consistently within "
-                       "this run only (give --plugin-option deidentify.secret=... to keep "
-                       "them consistent across runs)", err=True)
+    """Checked options per transform, prepared by each transform's plugin."""
+    try:
+        options, notices = prepare_transforms(names, values, output)
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not quiet:
+        for notice in notices:
+            click.echo(notice, err=True)
     return options
+
+
+def _plugin_failures(failures: PluginFailures) -> None:
+    """Parent-side plugin failures of `index`/`rebuild`: each on stderr, exit 1."""
+    for line in failures.lines():
+        click.echo(line, err=True)
+    if failures:
+        sys.exit(ExitCode.FILES_FAILED)
 
 
 @main.command()
@@ -132,8 +133,20 @@ base_url_option = click.option("--base-url", default=None,
 def index(output: Path, use_gzip: bool, base_url: str | None) -> None:
     """Regenerate every study/series metadata and QIDO file of OUTPUT from its instances."""
     _existing_tree(output)
-    count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    failures = PluginFailures()
+    try:
+        count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url,
+                          failures=failures)
+    except OSError as exc:
+        raise _tree_error(output, exc) from None
     click.echo(f"indexed {count} studies in {output}", err=True)
+    _plugin_failures(failures)
+
+
+def _tree_error(output: Path, exc: OSError) -> click.ClickException:
+    """An I/O error of the tree as one line (exit 1); files written before it stay whole."""
+    return click.ClickException(f"study and series files of {output} not (all) updated: "
+                                f"{describe(exc)}")
 
 
 @main.command()
@@ -144,9 +157,15 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
     """Regenerate the full instance metadata files from the deduplicated form, then the
     study/series files."""
     _existing_tree(output)
-    count = rebuild_instances(output, gzip=use_gzip)
-    aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url)
+    failures = PluginFailures()
+    try:
+        count = rebuild_instances(output, gzip=use_gzip)
+        aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url,
+                  failures=failures)
+    except OSError as exc:
+        raise _tree_error(output, exc) from None
     click.echo(f"rebuilt {count} instance metadata files in {output}", err=True)
+    _plugin_failures(failures)
 
 
 @main.command()
@@ -174,7 +193,7 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
 @click.option("--plugin", "plugin_names", multiple=True, metavar="NAME",
               help="Turn on a named transform (see `dcmweb plugins`); repeatable, in order.")
 @click.option("--plugin-option", "plugin_option_values", multiple=True, metavar="NAME.KEY=VALUE",
-              help="An option for a transform, e.g. deidentify.secret=...; repeatable.")
+              help="An option for a transform (keys: see `dcmweb plugins`); repeatable.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -185,7 +204,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             plugin_option_values: tuple[str, ...], report_path: Path | None, quiet: bool,
             verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
-    plugin_options = _plugin_options(plugin_names, plugin_option_values, quiet)
+    plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
     _ensure_output(output)
     files = InputSpool(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
@@ -216,8 +235,14 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         sys.exit(ExitCode.INTERRUPTED)
     finally:
         progress.close()
+        if summary is not None and summary.error:
+            click.echo(f"Error: {summary.error}", err=True)
         if summary is not None and report_path is not None:
-            write_report(summary, report_path)
+            try:
+                write_report(summary, report_path)
+            except OSError as exc:
+                click.echo(f"Error: cannot write the report: {describe(exc)}", err=True)
+                summary.error = summary.error or "report not written"
     if not quiet:
         from rich.console import Console  # imported only here: start-up time counts
 
@@ -228,11 +253,11 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
 
 
 def _add_plugin_commands() -> None:
-    """Commands from plugins; a plugin that fails here warns and `dcmweb` still works."""
-    try:
-        get_plugin_manager().hook.register_commands(cli=main)
-    except Exception as exc:
-        warnings.warn(f"a dcmweb plugin failed to add its commands: {exc}", stacklevel=1)
+    """Commands from plugins; a plugin that fails here is left out, the others' stay."""
+    pm = get_plugin_manager()
+    run_hook(pm, "register_commands", {"cli": main},
+             on_error=lambda error: pm.leave_out(error.plugin, f"failed in {error.hook}: "
+                                                               f"{error.detail}"))
 
 
 _add_plugin_commands()

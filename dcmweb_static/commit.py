@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from . import dedup, layout
+from .fsutil import refuse_link, tree_dirs
 
 
 def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str) -> Path:
@@ -15,25 +16,23 @@ def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str
     and removed after, so no stale frame or bulk file of it survives and a reader never
     sees a half-written folder.
 
-    Runs in the parent once per file, beside the workers: plain string paths and asking
-    for forgiveness (rename first, create folders only when that fails) keep it to a
-    few system calls."""
+    Runs in the parent once per file, beside the workers: plain string paths keep it to
+    a few system calls; one lstat per folder below `root` makes sure no symbolic link in
+    the tree leads the instance out of it."""
     final = os.path.join(root, layout.instance_url_path(study, series, sop))
     record_gz = os.fspath(dedup.record_path(root, study, series, sop)) + ".gz"
     staged_record = os.path.join(staging, dedup.STAGED_RECORD)
     if os.path.exists(staged_record):
-        os.makedirs(os.path.dirname(record_gz), exist_ok=True)
+        tree_dirs(root, os.path.dirname(record_gz))  # no link below root is followed
         os.replace(staged_record, record_gz)
-    else:  # converted without --deduplicate: an older record would be stale
-        try:
-            os.unlink(record_gz)
-        except FileNotFoundError:
-            pass
+    elif os.path.lexists(record_gz):  # converted without --deduplicate: it would be stale
+        tree_dirs(root, os.path.dirname(record_gz))
+        os.unlink(record_gz)
+    tree_dirs(root, os.path.dirname(final))
+    refuse_link(final)
     try:
         os.rename(staging, final)  # the common case: a new instance in a known series
         return Path(final)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(final), exist_ok=True)
     except OSError as exc:
         if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
             raise

@@ -12,7 +12,14 @@ from typing import Any
 
 import orjson
 
-from .fsutil import atomic_write, gzip_bytes, read_resource, write_resource
+from .fsutil import (
+    atomic_write,
+    gzip_bytes,
+    read_resource,
+    scratch_area,
+    tree_dirs,
+    write_resource,
+)
 
 Json = dict[str, Any]
 DEDUP_DIR = "deduplicated"
@@ -76,8 +83,9 @@ def store_extract(root: Path, extract: Json) -> str:
     digest = hashlib.sha256(data).hexdigest()
     path = extract_path(root, digest)
     packed = path.with_name(path.name + ".gz")
+    tree_dirs(root, path.parent)  # a link on the way is refused, even if nothing is written
     if not packed.exists():
-        atomic_write(packed, gzip_bytes(data))
+        atomic_write(root, packed, gzip_bytes(data))
     return digest
 
 
@@ -105,6 +113,11 @@ def load_document(root: Path, study: str, series: str, sop: str) -> Json | None:
 
 def rebuild_instances(root: Path, gzip: bool = True) -> int:
     """Write every instance's metadata file from its deduplicated record; returns the count."""
+    with scratch_area(root):
+        return _rebuild_instances(root, gzip)
+
+
+def _rebuild_instances(root: Path, gzip: bool) -> int:
     count = 0
     records = root / DEDUP_DIR / "instances"
     for packed in sorted(records.glob("*/*/*.json.gz")):
@@ -114,6 +127,6 @@ def rebuild_instances(root: Path, gzip: bool = True) -> int:
         folder = root / "studies" / study / "series" / series / "instances" / sop
         if document is None or not folder.is_dir():
             continue
-        write_resource(folder / "metadata", orjson.dumps([document]), gzip)
+        write_resource(root, folder / "metadata", orjson.dumps([document]), gzip)
         count += 1
     return count

@@ -25,10 +25,15 @@ hookimpl = pluggy.HookimplMarker("dcmweb")
 def register_transforms(register: Callable[..., None]) -> None:
     """Register named dataset transforms, turned on per run with ``--plugin NAME``.
 
-    Call ``register(name, function, description="...")`` for each. ``function(dataset,
-    options)`` receives the pydicom Dataset of one instance (file meta excluded) before
-    anything is written, changes it in place, and gets the ``--plugin-option NAME.KEY=VALUE``
-    values given for its name as a dict. Runs in the *worker*, once per instance.
+    Call ``register(name, function, description="...", options={KEY: help},
+    prepare=None)`` for each. ``function(dataset, options)`` receives the pydicom Dataset
+    of one instance (file meta excluded) before anything is written, changes it in place,
+    and gets the ``--plugin-option NAME.KEY=VALUE`` values given for its name as a dict
+    (keys not declared in ``options`` are a usage error). Runs in the *worker*, once per
+    instance. ``prepare(options, output)`` runs once in the parent before the run: it may
+    change the options dict (defaults, a per-run secret), returns notices for stderr and
+    raises ``plugins.OptionError`` to refuse the run. Called once per process, when the
+    plugin manager is built: a plugin that raises here is left out.
     """
 
 

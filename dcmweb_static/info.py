@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 from typing import Any
 
+import orjson
 from pydicom.dataset import Dataset
 
 from . import __version__
@@ -95,3 +98,48 @@ def build_info(
         for key in ("preamble", "file_meta", "undefined_length"):
             del record[key]
     return record
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries if entry.is_dir()
+                    and not entry.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _first_info(instances: str) -> bytes | None:
+    """The info of the first instance folder listed (in directory order) that has one."""
+    try:
+        with os.scandir(instances) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                try:
+                    with open(os.path.join(entry.path, "info"), "rb") as fp:
+                        return fp.read()
+                except OSError:
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return None
+
+
+def tree_has_transform(root: Path, name: str) -> bool:
+    """Whether the tree at `root` holds instances written through transform `name`, as
+    recorded in their info. One instance per series is read: a transform that replaces
+    UIDs (deidentify) puts its instances in series of their own, so one decides the
+    series, and the check costs one file per series, not per instance."""
+    needle = orjson.dumps(name)
+    for study in _subdirs(os.path.join(root, "studies")):
+        for series in _subdirs(os.path.join(study, "series")):
+            data = _first_info(os.path.join(series, "instances"))
+            if data is None or needle not in data:
+                continue
+            try:
+                if name in orjson.loads(data).get("transforms", []):
+                    return True
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+    return False

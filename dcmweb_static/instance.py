@@ -213,7 +213,10 @@ def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
         transform = registry.get(name)
         if transform is None:
             raise ConversionError(f"no transform named {name!r} is installed")
-        transform.function(ds, options.plugin_options.get(name, {}))
+        try:
+            transform.function(ds, options.plugin_options.get(name, {}))
+        except Exception as exc:  # named, so the report says which plugin to look at
+            raise plugins.PluginError(transform.plugin, f"transform {name!r}", exc) from exc
 
 
 def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
@@ -277,8 +280,9 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
     view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax, ds,
                         metadata, len(layout_.frames) if layout_ else 0, staging,
                         lambda n: read_part_body(staging / "frames" / str(n)))
-    for results in plugins.get_plugin_manager().hook.instance_results(instance=view):
-        write_results(staging, list(results or []))
+    for results in plugins.run_hook(plugins.get_plugin_manager(), "instance_results",
+                                    {"instance": view}):
+        write_results(options.output, staging, results)
     result.frames = len(layout_.frames) if layout_ else 0
     return written + len(document), layout_, ts.media_type
 

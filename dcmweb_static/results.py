@@ -16,7 +16,7 @@ import orjson
 from pydicom.dataset import Dataset
 
 from .errors import ConversionError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, tree_dirs
 
 FOLDER_NAME = re.compile(r"_[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -44,18 +44,20 @@ class ResultFile:
             raise ResultNameError(f"result {self.folder}/{self.name} data must be bytes")
 
 
-def write_results(level_folder: Path, results: list[ResultFile]) -> list[str]:
-    """Write results under `level_folder`, each folder replaced whole; returns folder names."""
+def write_results(root: Path, level_folder: Path, results: list[ResultFile]) -> list[str]:
+    """Write results under `level_folder` (inside the tree `root`), each folder replaced
+    whole; returns folder names."""
     folders: dict[str, list[ResultFile]] = {}
     for result in results:
         folders.setdefault(result.folder, []).append(result)
     for name, files in folders.items():
         target = level_folder / name
-        for stale in target.glob("*") if target.is_dir() else []:
+        tree_dirs(root, target)  # a link there is refused before anything is removed
+        for stale in target.glob("*"):
             if stale.is_file() and stale.name not in {f.name for f in files}:
                 stale.unlink()
         for result in files:
-            atomic_write(target / result.name, result.data)
+            atomic_write(root, target / result.name, result.data)
     return sorted(folders)
 
 

@@ -15,6 +15,7 @@ import orjson
 
 from . import __version__
 from .instance import InstanceResult
+from .plugins import PluginFailures
 
 
 class ExitCode(enum.IntEnum):
@@ -48,6 +49,10 @@ class RunSummary:
     #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
     worker_timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    #: why the run stopped before its end (an I/O error of the tree), one line; None if not
+    error: str | None = None
+    #: parent-side plugin hooks that raised (the files themselves are fine): exit 1
+    plugin_failures: PluginFailures = field(default_factory=PluginFailures)
     _spool: Any = field(default=None, repr=False)
     _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -84,7 +89,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.FILES_FAILED if self.count("failed") else ExitCode.OK
+        failed = self.count("failed") or self.plugin_failures or self.error
+        return ExitCode.FILES_FAILED if failed else ExitCode.OK
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every input's report record, in completion order."""
@@ -98,15 +104,19 @@ class RunSummary:
         self._spool.seek(0, os.SEEK_END)
 
     def report_head(self) -> dict[str, Any]:
-        return {
+        head: dict[str, Any] = {
             "tool": {"name": "dcmweb-static", "version": __version__},
             "output": str(self.output),
+            "error": self.error,
             "seconds": round(self.seconds, 3),
             "counts": dict(self.counts),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
         }
+        if self.plugin_failures:
+            head["plugin_failures"] = self.plugin_failures.records()
+        return head
 
     def report(self) -> dict[str, Any]:
         return {**self.report_head(), "files": list(self.records())}
@@ -116,9 +126,13 @@ def write_report(summary: RunSummary, path: Path) -> None:
     """The run report as JSON, streamed from the spool: one record per input."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     head = orjson.dumps(summary.report_head(), option=orjson.OPT_INDENT_2)
-    with open(tmp, "wb") as out:
-        out.write(head[:-2] + b',\n  "files": [')
-        for n, record in enumerate(summary.records()):
-            out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
-        out.write(b"\n  ]\n}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(head[:-2] + b',\n  "files": [')
+            for n, record in enumerate(summary.records()):
+                out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
+            out.write(b"\n  ]\n}\n")
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no half report is left beside it
+        tmp.unlink(missing_ok=True)
+        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .run_report import RunSummary
@@ -29,6 +30,9 @@ def print_summary(summary: RunSummary, console: Console, *, verbose: bool = Fals
         f"{converted / seconds:.1f}",
     )
     console.print(table)
+    for line in summary.plugin_failures.lines():
+        console.print(f"[red]plugin failure[/red] {escape(line)}", markup=True, highlight=False,
+                      soft_wrap=True)
     problems = summary.problems
     shown = problems if verbose else problems[:MAX_LISTED_PROBLEMS]
     for result in shown:

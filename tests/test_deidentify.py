@@ -196,3 +196,56 @@ def _private_tags(document: dict) -> set[str]:
             for item in element.get("Value", []):
                 found |= _private_tags(item)
     return found
+
+
+def _run(inputs, out: Path, *options: str):
+    return CliRunner().invoke(main, ["convert", *map(str, inputs), "-d", str(out), *options])
+
+
+def test_unknown_or_misspelt_option_is_a_usage_error(marked, tmp_path: Path) -> None:
+    files, _ = marked
+    run = _run(files, tmp_path / "out", "-q", "--plugin", "deidentify",
+               "--plugin-option", "deidentify.sercet=abc")
+    assert run.exit_code == 2
+    assert "'sercet'" in run.output and "valid keys: date-shift, secret, uids" in run.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["uids=maybe", "date-shift=soon", "secret="])
+def test_bad_option_values_are_usage_errors(marked, tmp_path: Path, option: str) -> None:
+    files, _ = marked
+    run = _run(files, tmp_path / "out", "-q", "--plugin", "deidentify",
+               "--plugin-option", f"deidentify.{option}")
+    assert run.exit_code == 2, run.output
+    assert "deidentify" in run.output
+
+
+def test_rerun_without_secret_is_refused(marked, tmp_path: Path) -> None:
+    files, _ = marked
+    out = tmp_path / "out"
+    first = _run(files[:2], out, "-q", "--plugin", "deidentify")
+    assert first.exit_code == 0, first.output
+    assert first.output == ""  # -q may hide the notice: nothing in the tree to clash with
+    studies = sorted((out / "studies").iterdir())
+    again = _run(files, out, "-q", "--plugin", "deidentify")  # -q cannot hide this
+    assert again.exit_code == 2
+    assert "already holds instances de-identified by deidentify" in again.output
+    assert "deidentify.secret" in again.output
+    assert sorted((out / "studies").iterdir()) == studies  # nothing written
+    # a given secret, or the original UIDs kept, cannot make a second copy: allowed
+    assert _run(files[2:], out, "-q", "--plugin", "deidentify",
+                "--plugin-option", "deidentify.secret=s1").exit_code == 0
+    assert _run(files[2:], out, "-q", "--plugin", "deidentify",
+                "--plugin-option", "deidentify.uids=keep").exit_code == 0
+
+
+def test_no_secret_notice_without_quiet(marked, tmp_path: Path) -> None:
+    files, _ = marked
+    run = _run(files[:1], tmp_path / "out", "--plugin", "deidentify")
+    assert run.exit_code == 0
+    assert "deidentify: no secret given" in run.output
+
+
+def test_cli_no_longer_knows_the_secret() -> None:
+    from dcmweb_static import cli
+    assert "deidentify" not in Path(cli.__file__).read_text().replace("e.g. deidentify", "")

@@ -7,7 +7,9 @@ here. Options (``--plugin-option deidentify.KEY=VALUE``):
 
 - ``secret``: key for replacing UIDs (U) with ``2.25.<HMAC-SHA256>``: the same UID maps to
   the same new UID in every file and every run given the same secret, so studies and
-  series stay grouped. ``dcmweb convert`` makes a random one per run if none is given.
+  series stay grouped. Without one, `prepare` makes a random one for the run, and refuses
+  a run into a tree that already holds de-identified instances: their sources would come
+  back as a second copy of each study under new UIDs.
 - ``uids=keep``: Retain UIDs Option (113110).
 - ``date-shift=DAYS``: Retain Longitudinal Temporal Information with Modified Dates
   Option (113107): dates (DA, and the date of DT) are shifted, times are kept.
@@ -22,8 +24,10 @@ import datetime
 import hashlib
 import hmac
 import importlib
+import secrets
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
@@ -32,6 +36,8 @@ from pydicom.sequence import Sequence
 from ..datasets import element_vr, sequence_items
 from ..errors import ConversionError
 from ..hookspecs import hookimpl
+from ..info import tree_has_transform
+from ..plugins import OptionError
 from .strip_private import strip_private
 
 _EDITIONS = ("dicomfields_2026c", "dicomfields_2024b", "dicomfields_2023")
@@ -178,7 +184,48 @@ def transform(ds: Dataset, options: Mapping[str, str]) -> None:
     deidentifier.mark(ds)
 
 
+OPTIONS = {
+    "secret": "key for the new UIDs: the same secret gives the same UIDs in every run "
+              "(default: random, this run only)",
+    "uids": "replace (default) or keep: Retain UIDs Option",
+    "date-shift": "DAYS (may be negative): Retain Longitudinal Temporal Information with "
+                  "Modified Dates Option",
+}
+MAX_DATE_SHIFT = 36525  # a century, either way: past that, dates leave the calendar
+
+
+def prepare(options: dict[str, str], output: Path) -> list[str]:
+    """Check the options, and without a secret make one for this run, unless the tree
+    already holds instances de-identified before (they would be duplicated)."""
+    uids = options.get("uids", "replace")
+    if uids not in ("replace", "keep"):
+        raise OptionError(f"uids must be 'replace' or 'keep', not {uids!r}")
+    shift = options.get("date-shift")
+    if shift is not None:
+        try:
+            days = int(shift)
+        except ValueError:
+            raise OptionError(f"date-shift must be a whole number of days, not {shift!r}") \
+                from None
+        if abs(days) > MAX_DATE_SHIFT:
+            raise OptionError(f"date-shift {days} is more than {MAX_DATE_SHIFT} days")
+    if "secret" in options and not options["secret"]:
+        raise OptionError("secret is empty: give one, or leave the option out")
+    if uids == "keep" or options.get("secret"):
+        return []
+    if tree_has_transform(output, "deidentify"):
+        raise OptionError(
+            f"{output} already holds instances de-identified by deidentify, and without "
+            "the secret used then this run would give every study it converts again a "
+            "second copy under new UIDs: give --plugin-option deidentify.secret=... (the "
+            "same one as before) or convert into a new folder")
+    options["secret"] = secrets.token_hex(32)
+    return ["deidentify: no secret given; UIDs are replaced consistently within this run "
+            "only, and a later run into this folder is refused without a secret (give "
+            "--plugin-option deidentify.secret=... to keep UIDs consistent across runs)"]
+
+
 @hookimpl
 def register_transforms(register):
-    register("deidentify", transform,
-             description="PS3.15 E.1-1 Basic Profile (options secret=, uids=keep, date-shift=)")
+    register("deidentify", transform, description="PS3.15 E.1-1 Basic Profile",
+             options=OPTIONS, prepare=prepare)

@@ -44,5 +44,5 @@ def transform(ds: Dataset, options: Mapping[str, str]) -> None:
 
 @hookimpl
 def register_transforms(register):
-    register("strip-private", transform,
-             description="Remove private attributes (option keep=CREATOR[,CREATOR])")
+    register("strip-private", transform, description="Remove private attributes",
+             options={"keep": "private creator names (comma-separated) whose blocks stay"})

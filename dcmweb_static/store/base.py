@@ -60,12 +60,17 @@ class Store(Protocol):
     def delete(self, name: str) -> None:
         """Remove `name` if it exists."""
 
-    def lock(self) -> AbstractContextManager[None]:
-        """Serialise study/series aggregation between runs writing into this tree."""
+    def delete_folder(self, name: str) -> None:
+        """Remove every name below folder `name`."""
 
-    def staging(self) -> StagingArea:
-        """A local folder for this run's workers to stage instances in (removed by
-        `StagingArea.close`; a killed run's is removed by the next run)."""
+    def lock(self, wait: bool = True) -> AbstractContextManager[bool]:
+        """Serialise study/series aggregation between runs writing into this tree; yields
+        False when `wait` is False and another run holds it."""
+
+    def session(self) -> AbstractContextManager[StagingArea]:
+        """A run's session: a local folder for its workers to stage instances in (and, for
+        a local folder, its temp files), removed at the end; a killed run's is removed by
+        a later run. Writes happen inside a session."""
 
     def commit_instance(self, staged: StagedInstance, folder: str) -> None:
         """Publish a staged instance under `folder`, replacing an earlier one whole (no

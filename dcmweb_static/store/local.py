@@ -1,16 +1,25 @@
 """The local folder store: what `dcmweb convert -d DIR` writes into.
 
-Every file appears by `os.replace` of a temp file, every instance folder by one rename
-of its staged folder (staging lives inside the tree, on the same file system), and
-aggregation is serialised between runs with `flock` on the tree's lock file.
+- Every file appears by `os.replace` of a temp file made in the run's own scratch folder
+  `DIR/.tmp/run-<pid>-<ns>/` (same file system), so whatever a killed process leaves is in
+  that one folder; the folder's `flock`, held while the run (and the workers that inherit
+  it) lives, tells a later run it may be removed — a pid could have been reused.
+- Every instance folder appears by one rename of its staged folder (staged in the same
+  scratch folder).
+- No symbolic link below the root is followed (lstat of each folder component, temp
+  files opened with O_NOFOLLOW | O_EXCL); the root itself may be a link.
+- Aggregation is serialised between runs with `flock` on `DIR/.dcmweb.lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,23 +29,37 @@ from typing import BinaryIO
 from .base import NO_HEADERS, Headers, Layout
 from .staging import StagedInstance, StagingArea
 
-STAGING_DIR = ".tmp"
+SCRATCH_DIR = ".tmp"
+SCRATCH_LOCK = ".alive"
 LOCK_NAME = ".dcmweb.lock"
 
 
-def _temp_name(path: str) -> str:
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{os.getpid()}.tmp")
+class TreeLinkError(OSError):
+    """A symbolic link below the output root: writes never follow one out of the tree."""
+
+
+def _refuse_link(path: str) -> None:
+    raise TreeLinkError(errno.ELOOP, "symbolic link inside the output tree, not followed",
+                        path)
+
+
+def _create(path: str) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o644), "wb")
+
+
+def describe(exc: OSError) -> str:
+    """An OSError as one line: the reason and the path it concerns."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 class _FileWriter:
-    """Writes a temp file beside `path`; `os.replace` on success, removed on error."""
+    """A temp file in the scratch folder, renamed over `path` on success, removed on error."""
 
-    def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.path = path
-        self.tmp = _temp_name(path)
-        self.out: BinaryIO = open(self.tmp, "wb")
+    def __init__(self, tmp: str, path: str) -> None:
+        self.tmp, self.path = tmp, path
+        self.out = _create(tmp)
 
     def write(self, chunk: bytes) -> None:
         self.out.write(chunk)
@@ -46,17 +69,25 @@ class _FileWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         try:
-            self.out.close()
+            self.out.close()  # flushes: may fail (ENOSPC)
             if kind is None:
                 os.replace(self.tmp, self.path)
-        finally:
-            if os.path.exists(self.tmp):
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.out.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            raise
+        if kind is not None:
+            with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
 
 
 def write_file(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> None:
-    """Write a file outside any tree (the run report) the same atomic way."""
-    with _FileWriter(os.fspath(path)) as out:
+    """Write a file outside any tree (the run report) atomically: temp beside it, replace."""
+    target = os.fspath(path)
+    head, tail = os.path.split(target)
+    with _FileWriter(os.path.join(head, f".{tail}.{os.getpid()}.tmp"), target) as out:
         for chunk in chunks:
             out.write(chunk)
 
@@ -69,20 +100,120 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._root = os.fspath(root)
+        self._scratch: str | None = None  # the open session's folder
+        self._depth = 0
+        self._counter = itertools.count()
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
 
+    def __getstate__(self) -> dict[str, object]:  # into a worker: the folder, no session
+        return {"root": self._root}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["root"])  # type: ignore[misc]
+
     def path(self, name: str) -> str:
         """The file of `name` (names come from the URL table: checked UIDs only)."""
-        return os.path.join(self._root, name)
+        return os.path.join(self._root, name) if name else self._root
 
+    # -- folders: never through a link -------------------------------------------------
+    def folders(self, name: str) -> str:
+        """Make folder `name` and its parents, checking with lstat that no component is a
+        symbolic link (the root may be one). One lstat per existing component."""
+        current = self._root
+        os.makedirs(current, exist_ok=True)
+        for part in [p for p in name.split("/") if p]:
+            current = os.path.join(current, part)
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                try:
+                    os.mkdir(current)
+                    continue
+                except FileExistsError:  # made meanwhile by another writer
+                    mode = os.lstat(current).st_mode
+            if stat.S_ISLNK(mode):
+                _refuse_link(current)
+            if not stat.S_ISDIR(mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder", current)
+        return current
+
+    def _target(self, name: str) -> str:
+        folder, _, _ = name.rpartition("/")
+        self.folders(folder)
+        return self.path(name)
+
+    # -- the run's scratch folder ----------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[StagingArea]:
+        """This run's scratch folder, locked while it lives: temp files of every write
+        and the staged instances go here. Re-entrant; removed when the outermost ends."""
+        if self._scratch is not None:
+            self._depth += 1
+            try:
+                yield StagingArea(self._scratch)
+            finally:
+                self._depth -= 1
+            return
+        with self.lock(wait=False) as locked:  # a killed run's debris goes first
+            if locked:
+                self.clean_stale()
+        parent = self.folders(SCRATCH_DIR)
+        label = f"{os.getpid()}-{time.time_ns()}"
+        making = os.path.join(parent, f"new-{label}")  # not a run-* name until locked
+        os.mkdir(making)
+        fd = -1
+        try:
+            fd = os.open(os.path.join(making, SCRATCH_LOCK),
+                         os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            folder = os.path.join(parent, f"run-{label}")
+            os.rename(making, folder)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            shutil.rmtree(making, ignore_errors=True)
+            raise
+        self._scratch = folder
+        try:
+            yield StagingArea(folder)
+        finally:
+            self._scratch = None
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)  # empty: no other run is using it
+
+    def clean_stale(self) -> None:
+        """Remove the scratch folders of dead runs (with the tree lock held)."""
+        parent = self.path(SCRATCH_DIR)
+        if os.path.islink(parent) or not os.path.isdir(parent):
+            return
+        with os.scandir(parent) as entries:
+            for entry in list(entries):
+                if entry.is_symlink():
+                    continue
+                if (entry.name.startswith("run-") and _lock_is_free(entry.path)) or \
+                        (entry.name.startswith("new-") and _legacy_dead(entry.name)):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+
+    def _temp(self, name: str) -> str:
+        if self._scratch is None:
+            raise RuntimeError("no store session open: writes need `with store.session()`")
+        base = name.rsplit("/", 1)[-1]
+        return os.path.join(self._scratch, f"{os.getpid()}-{next(self._counter)}-{base}")
+
+    # -- resources ---------------------------------------------------------------------
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
-        with _FileWriter(self.path(name)) as out:
+        with self.writer(name, headers) as out:
             out.write(data)
 
     def writer(self, name: str, headers: Headers = NO_HEADERS) -> _FileWriter:
-        return _FileWriter(self.path(name))
+        target = self._target(name)
+        return _FileWriter(self._temp(name), target)
 
     def get(self, name: str) -> bytes | None:
         try:
@@ -102,49 +233,62 @@ class LocalStore:
             return []
 
     def delete(self, name: str) -> None:
-        try:
-            os.unlink(self.path(name))
-        except FileNotFoundError:
-            pass
+        path = self.path(name)
+        if os.path.lexists(path):
+            folder = name.rpartition("/")[0]
+            self.folders(folder)  # never through a link
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def delete_folder(self, name: str) -> None:
+        """Remove folder `name` and everything in it."""
+        path = self.path(name)
+        if os.path.lexists(path):
+            self.folders(name.rpartition("/")[0])
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        os.makedirs(self._root, exist_ok=True)
-        with open(self.path(LOCK_NAME), "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def staging(self) -> StagingArea:
-        parent = self.path(STAGING_DIR)
-        _clean_stale_staging(parent)
-        path = os.path.join(parent, f"run-{os.getpid()}-{time.time_ns()}")
-        os.makedirs(path)
-        return StagingArea(path)
-
-    def close_staging(self, area: StagingArea) -> None:
-        area.close()
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        """Serialise aggregation between runs on one tree; yields False if `wait` is
+        False and another run holds it. Opened read-only (flock needs no write access),
+        so a read-only tree fails where it is written, not here."""
+        self.folders("")
+        path = self.path(LOCK_NAME)
         try:
-            os.rmdir(self.path(STAGING_DIR))
-        except OSError:
-            pass  # another run's staging is still there
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                _refuse_link(path)
+            raise
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
 
+    # -- instances ---------------------------------------------------------------------
     def commit_instance(self, staged: StagedInstance, folder: str) -> None:
         """Rename the staged folder to the instance folder. An earlier folder is first
         renamed aside and removed after, so no stale frame or bulk file of it survives and
         a reader never sees a half-written folder.
 
-        Runs in the parent once per file, beside the workers: plain string paths and
-        asking for forgiveness (rename first, create folders only when that fails) keep
-        it to a few system calls."""
+        Runs in the parent once per file, beside the workers: plain string paths keep it
+        to a few system calls; one lstat per folder below the root makes sure no link in
+        the tree leads the instance out of it."""
         final = self.path(folder)
+        self.folders(folder.rpartition("/")[0])
+        if os.path.islink(final):
+            _refuse_link(final)
         try:
             os.rename(staged.path, final)  # the common case: a new instance in a known series
             return
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
@@ -164,28 +308,36 @@ def _keep_result_folders(old: str, new: str) -> None:
     with os.scandir(old) as entries:
         for entry in entries:
             target = os.path.join(new, entry.name)
-            if entry.name.startswith("_") and entry.is_dir() and not os.path.exists(target):
+            if entry.name.startswith("_") and entry.is_dir(follow_symlinks=False) \
+                    and not os.path.exists(target):
                 os.rename(entry.path, target)
 
 
-def _pid_alive(pid: int) -> bool:
+def _lock_is_free(folder: str) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(os.path.join(folder, SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return _legacy_dead(os.path.basename(folder))
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_staging(staging_parent: str) -> None:
-    """Remove staging folders left by killed runs, so a re-run leaves the same tree."""
     try:
-        entries = os.listdir(staging_parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in entries:
-        parts = name.split("-")
-        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit():
-            if not _pid_alive(int(parts[1])):
-                shutil.rmtree(os.path.join(staging_parent, name), ignore_errors=True)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _legacy_dead(name: str) -> bool:
+    """A folder without a lock (made by an older version): judged by its pid."""
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False

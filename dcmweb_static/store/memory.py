@@ -69,15 +69,29 @@ class MemoryStore:
             self.objects.pop(name, None)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        if not self._lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def session(self) -> Iterator[StagingArea]:
+        """A temporary local folder for the run's staged instances."""
+        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
+        try:
+            yield area
+        finally:
+            area.close()
+
+    def delete_folder(self, name: str) -> None:
+        prefix = name.rstrip("/") + "/"
         with self._lock:
-            yield
-
-    def staging(self) -> StagingArea:
-        return StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
-
-    def close_staging(self, area: StagingArea) -> None:
-        area.close()
+            for key in [k for k in self.objects if k.startswith(prefix)]:
+                del self.objects[key]
 
     def commit_instance(self, staged: StagedInstance, folder: str) -> None:
         prefix = folder + "/"

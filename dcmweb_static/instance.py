@@ -199,6 +199,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.staging = str(staging)
     except (ConversionError, InvalidUIDError) as exc:
         result.reason = str(exc)
+    except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
+        result.reason = f"malformed data set: {exc}"
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
     except Exception as exc:  # an input must never stop the batch; keep the reason

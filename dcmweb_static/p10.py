@@ -122,6 +122,9 @@ def parse_p10(stream: BinaryIO, *, defer_size: int, scratch_dir: str | os.PathLi
     try:
         file_meta = _read_file_meta_info(stream)
         ts_value = file_meta.get("TransferSyntaxUID")
+    except (EOFError, struct.error):
+        raise TruncatedError("truncated: the file ends inside the file meta information") \
+            from None
     except Exception as exc:  # pydicom raises many kinds for a broken group 2
         raise ConversionError(f"unreadable file meta information: {_one_line(exc)}") from None
     dataset_offset = stream.tell()

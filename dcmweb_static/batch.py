@@ -24,6 +24,7 @@ from .commit import commit_instance
 from .inputs import InputSpool
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
+from .pathnames import display_path
 from .plugins import get_plugin_manager
 from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
 from .sop_registry import Committed, SopRegistry
@@ -86,11 +87,13 @@ def _clean_stale_staging(staging_parent: Path) -> None:
 
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
-        loser.status, loser.reason = "duplicate", f"same file content as {winner.path}"
+        loser.status = "duplicate"
+        loser.reason = f"same file content as {display_path(winner.path)}"
     else:
         loser.status = "failed"
-        loser.reason = (f"SOP Instance UID {loser.sop_uid} also in {winner.path}, with "
-                        "different content; the first file in input order was kept")
+        loser.reason = (f"SOP Instance UID {loser.sop_uid} also in "
+                        f"{display_path(winner.path)}, with different content; the first "
+                        "file in input order was kept")
 
 
 class Converter:

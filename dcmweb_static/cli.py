@@ -20,6 +20,7 @@ from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
+from .pathnames import display_path
 from .plugins import get_plugin_manager, plugin_summaries, transforms
 from .run_report import ExitCode, write_report
 
@@ -203,8 +204,9 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     def on_result(result: InstanceResult) -> None:
         progress.update(1)
         if verbose:
-            progress.write(f"{result.status}: {result.path}"
-                           + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
+            progress.write(display_path(f"{result.status}: {result.path}"
+                                        + (f": {result.reason}" if result.reason else "")),
+                           file=sys.stderr)
 
     converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False)
     summary = None

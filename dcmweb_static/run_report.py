@@ -15,6 +15,7 @@ import orjson
 
 from . import __version__
 from .instance import InstanceResult
+from .pathnames import path_fields
 
 
 class ExitCode(enum.IntEnum):
@@ -100,7 +101,7 @@ class RunSummary:
     def report_head(self) -> dict[str, Any]:
         return {
             "tool": {"name": "dcmweb-static", "version": __version__},
-            "output": str(self.output),
+            **path_fields(str(self.output), "output"),
             "seconds": round(self.seconds, 3),
             "counts": dict(self.counts),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},

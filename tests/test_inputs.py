@@ -128,7 +128,7 @@ def test_a_fifo_in_a_folder_is_skipped_not_opened(tmp_path: Path) -> None:
     folder.mkdir()
     os.mkfifo(folder / "f")
     shutil.copy(SAMPLE, folder / "real.dcm")
-    (folder / "link.dcm").symlink_to(folder / "real.dcm")
+    (folder / "z-link.dcm").symlink_to(folder / "real.dcm")
     report = tmp_path / "r.json"
     done = dcmweb("convert", folder, "-d", tmp_path / "o", "--report", report, "-q", timeout=30)
     assert done.returncode == 0, done.stderr
@@ -136,7 +136,7 @@ def test_a_fifo_in_a_folder_is_skipped_not_opened(tmp_path: Path) -> None:
     assert records["f"]["status"] == "skipped"
     assert records["f"]["reason"] == "not a regular file: FIFO"
     assert records["real.dcm"]["status"] == "converted"
-    assert records["link.dcm"]["status"] == "duplicate"  # a symlink to a file is an input
+    assert records["z-link.dcm"]["status"] == "duplicate"  # a symlink to a file is an input
 
 
 def test_a_device_given_on_the_command_line_is_skipped(tmp_path: Path) -> None:

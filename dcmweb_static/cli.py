@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sys
@@ -16,13 +17,14 @@ from . import __version__
 from .aggregate import aggregate, all_studies
 from .batch import Converter
 from .dedup import rebuild_instances
-from .inputs import InputSpool, iter_input_files
+from .inputs import InputSpool, iter_input_files, output_overlap
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
 from .pathnames import display_path
 from .plugins import get_plugin_manager, plugin_summaries, transforms
-from .run_report import ExitCode, write_report
+from .run_report import write_report
+from .stopping import Interrupted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,10 +108,20 @@ def _progress_bar(total: int, quiet: bool) -> Any:
 
 
 def _ensure_output(output: Path) -> None:
+    """Create -d; a path that cannot be a folder is a usage error (exit 2), a folder that
+    cannot be written an error (exit 1), each said as what it is."""
+    if output.is_symlink() and not output.exists():
+        raise click.BadParameter(f"{output} is a symbolic link to a missing target "
+                                 f"({os.readlink(output)})", param_hint="-d")
+    blocker = next((p for p in (output, *output.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise click.BadParameter(f"{blocker} is a file, not a folder", param_hint="-d")
     try:
         output.mkdir(parents=True, exist_ok=True)
+        if os.statvfs(output).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, "read-only file system")
         if not os.access(output, os.W_OK):
-            raise PermissionError("not writable")
+            raise PermissionError(errno.EACCES, "not writable")
     except OSError as exc:
         raise click.ClickException(f"cannot create output folder {output}: "
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -187,6 +199,12 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, quiet)
+    try:
+        notes = output_overlap(inputs, output)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for note in notes if not quiet else []:
+        click.echo(note, err=True)
     _ensure_output(output)
     files = InputSpool(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
@@ -212,14 +230,17 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     summary = None
     try:
         summary = converter.run(files)
-    except KeyboardInterrupt:
+    except Interrupted as stopped:  # SIGINT, SIGTERM, SIGHUP: the report still says so
+        summary = stopped.summary
         progress.close()
-        click.echo("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+        click.echo(f"interrupted ({stopped}): {sum(summary.counts.values())} of {len(files)} "
+                   "files done; nothing indexed, run again to finish", err=True)
     finally:
         progress.close()
         if summary is not None and report_path is not None:
             write_report(summary, report_path)
+    if summary.interrupted is not None:
+        sys.exit(summary.exit_code)
     if not quiet:
         from rich.console import Console  # imported only here: start-up time counts
 

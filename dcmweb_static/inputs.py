@@ -58,6 +58,23 @@ def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Ite
             yield item
 
 
+def output_overlap(inputs: Iterable[Path], output: Path) -> list[str]:
+    """Check the output against the inputs: raises ValueError if the output is an input
+    or holds one (the walk excludes the output, so nothing would be converted); returns
+    a note for each input that holds the output (allowed: the output is not read)."""
+    out = output.resolve()
+    notes = []
+    for item in inputs:
+        source = item.resolve()
+        if source == out:
+            raise ValueError(f"output folder {output} is also an input: nothing to convert")
+        if out in source.parents:
+            raise ValueError(f"input {item} is inside the output folder {output}")
+        if source in out.parents:
+            notes.append(f"output folder {output} is inside input {item}: not read as input")
+    return notes
+
+
 class InputSpool:
     """Input paths in a temporary file, not a list: the parent's memory stays the same
     for a million inputs as for ten. Knows its length (for the progress bar and the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FILES_FAILED = 1
     USAGE = 2
-    INTERRUPTED = 130
+    #: 128 + the signal that stopped the run, as a shell reports a process it ended
+    HANGUP = 128 + signal.SIGHUP
+    INTERRUPTED = 128 + signal.SIGINT
+    TERMINATED = 128 + signal.SIGTERM
 
 
 MAX_KEPT_PROBLEMS = 1000
@@ -49,6 +53,8 @@ class RunSummary:
     #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
     worker_timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    #: the signal that stopped the run; records are then those decided before it
+    interrupted: int | None = None
     _spool: Any = field(default=None, repr=False)
     _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -85,6 +91,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.interrupted is not None:
+            return ExitCode(128 + self.interrupted)
         return ExitCode.FILES_FAILED if self.count("failed") else ExitCode.OK
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -99,6 +107,8 @@ class RunSummary:
         self._spool.seek(0, os.SEEK_END)
 
     def report_head(self) -> dict[str, Any]:
+        stopped = {} if self.interrupted is None else {
+            "interrupted": signal.Signals(self.interrupted).name}
         return {
             "tool": {"name": "dcmweb-static", "version": __version__},
             **path_fields(str(self.output), "output"),
@@ -107,6 +117,7 @@ class RunSummary:
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
+            **stopped,
         }
 
     def report(self) -> dict[str, Any]:

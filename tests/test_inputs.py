@@ -108,8 +108,8 @@ def test_an_exception_in_the_parent_still_indexes_committed_studies(tmp_path: Pa
         Converter(ConvertOptions(output=out), jobs=1, on_result=on_result).run(paths)
     committed = sorted(out.rglob("info"))
     assert committed and _studies_indexed(out)
-    series = next(out.glob("studies/*/series/*"))
-    listed = json.loads(pydicom_free_read(next(series.glob("metadata*"))))
+    (series_metadata,) = out.glob("studies/*/series/*/metadata*")
+    listed = json.loads(pydicom_free_read(series_metadata))
     assert len(listed) == len(committed)
     assert not (out / ".tmp").exists()
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from pydicom.dataset import Dataset
 
-from . import dedup, layout, plugins
+from . import dedup, jsonio, layout, plugins
 from .errors import ConversionError, UnframeableError
 from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
@@ -194,6 +194,9 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.reason = str(exc)
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+    except RecursionError:  # only nesting recurses: pydicom reads undefined-length items so
+        result.reason = (f"sequences nested more than {jsonio.MAX_SEQUENCE_DEPTH} levels deep "
+                         "(too deep to read)")
     except Exception as exc:  # an input must never stop the batch; keep the reason
         last = traceback.extract_tb(exc.__traceback__)[-1]
         result.reason = (f"unexpected {type(exc).__name__}: {exc} "
@@ -268,7 +271,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         record = dedup.instance_record(options.output, metadata)
         (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
     if options.instances or not options.deduplicate:
-        document = orjson.dumps([metadata])
+        document = jsonio.dumps([metadata])
         clock.lap("encode")
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)

@@ -25,6 +25,7 @@ from pydicom.tag import BaseTag
 
 from . import rawvalues
 from .errors import ConversionError, TruncatedError
+from .jsonio import MAX_SEQUENCE_DEPTH
 from .rawvalues import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -101,6 +102,9 @@ class JsonEncoder:
         self.stream = stream
         #: decode common VRs from raw bytes (rawvalues); False: every value via pydicom
         self.fast = fast
+        #: one line per value written differently from the file's text (for the report)
+        self.warnings: list[str] = []
+        self._depth = 0  # sequences open around the element being encoded
 
     def _fast_element(self, tag: BaseTag, raw: RawDataElement, path: str, key: str,
                       encodings: list[str]) -> dict[str, Any] | None:
@@ -184,7 +188,21 @@ class JsonEncoder:
         else (None) takes pydicom's path, which gives the same output."""
         if raw.is_implicit_VR or not raw.is_little_endian:
             return None
-        data = raw.value
+        self._enter(name)
+        try:
+            return self._fast_items(raw.value, name, encodings)
+        finally:
+            self._depth -= 1
+
+    def _enter(self, name: str) -> None:
+        """Open one more sequence level, refusing files nested past the limit (jsonio)."""
+        self._depth += 1
+        if self._depth > MAX_SEQUENCE_DEPTH:
+            raise ConversionError(f"sequence ({name[:4]},{name[4:8]}) holds sequences nested "
+                                  f"more than {MAX_SEQUENCE_DEPTH} levels deep")
+
+    def _fast_items(self, data: bytes, name: str,
+                    encodings: list[str]) -> dict[str, Any] | None:
         stream = BytesIO(data)
         items: list[dict[str, Any]] = []
         while stream.tell() < len(data):
@@ -265,8 +283,12 @@ class JsonEncoder:
             raise ConversionError(f"element {tag} cannot be decoded: {exc}") from None
         vr = _resolved_vr(elem.VR, tag)
         if vr == "SQ":
-            items = [self.dataset(item, f"{name}.{i}.", encodings)
-                     for i, item in enumerate(elem.value or [])]
+            self._enter(name)
+            try:
+                items = [self.dataset(item, f"{name}.{i}.", encodings)
+                         for i, item in enumerate(elem.value or [])]
+            finally:
+                self._depth -= 1
             return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
         if vr in BINARY_VRS or vr not in _ENCODERS:
             data = raw_bytes if raw_bytes is not None else _bytes_value(elem)

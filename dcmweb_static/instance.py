@@ -235,7 +235,9 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                       + layout.instance_url_path(result.study_uid, result.series_uid,
                                                  result.sop_uid) + "/")
     bulk = BulkWriter(staging / "bulkdata", uri_prefix, copier)
-    metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
+    encoder = JsonEncoder(options.thresholds, bulk, parsed.stream)
+    metadata = encoder.dataset(ds)
+    result.warnings.extend(encoder.warnings)
     # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
     # syntax named in metadata and in each frame's part always describes those bytes.
     frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid

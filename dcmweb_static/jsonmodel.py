@@ -125,6 +125,8 @@ class JsonEncoder:
                 values = decoder(value, encodings, raw.is_little_endian)
             except rawvalues.Fallback:
                 return None
+            except rawvalues.InvalidNumber:
+                return self._invalid_number(vr, value, path + key)
             if values is None:
                 return None
             return {"vr": vr, "Value": values} if values else {"vr": vr}
@@ -300,7 +302,11 @@ class JsonEncoder:
         if (raw_bytes is not None and vr in BULK_VRS
                 and self.thresholds.exceeded(tag, len(raw_bytes))):
             return {"vr": vr, "BulkDataURI": self.bulk.add(name, raw_bytes, None)}
-        values = _ENCODERS[vr](elem.value, vr)
+        try:
+            values = _ENCODERS[vr](elem.value, vr)
+        except rawvalues.InvalidNumber:
+            data = raw_bytes if raw_bytes is not None else _text_bytes(elem)
+            return self._invalid_number(vr, data, name)
         if vr in ("FL", "FD") and any(isinstance(v, float) and not math.isfinite(v)
                                       for v in values):
             # JSON numbers cannot hold NaN or infinity; bulk data keeps them exactly
@@ -309,6 +315,23 @@ class JsonEncoder:
         if not values or all(v is None for v in values) and len(values) == 1:
             return {"vr": vr}
         return {"vr": vr, "Value": values}
+
+
+    def _invalid_number(self, vr: str, data: bytes, name: str) -> dict[str, Any]:
+        """IS/DS text that is no number: its bytes as bulk data under the element's own VR
+        (PS3.18 F.2.6 allows BulkDataURI for IS and DS), so every reader loads the document
+        and the value stays exact; the report says which element and what it held."""
+        text = data.decode("latin_1").strip(" \0")
+        self.warnings.append(f"element {name} has an invalid {vr} value {text!r}: "
+                             "published as bulk data, bytes unchanged")
+        return {"vr": vr, "BulkDataURI": self.bulk.add(name, data, None)}
+
+
+def _text_bytes(elem: DataElement) -> bytes:
+    """The stored text of a string value pydicom holds already converted (no raw bytes)."""
+    texts = ["" if v is None else getattr(v, "original_string", None) or str(v)
+             for v in _as_list(elem.value)]
+    return "\\".join(texts).encode("latin_1")
 
 
 def _encodings(ds: Dataset) -> list[str]:

@@ -30,6 +30,11 @@ class Fallback(Exception):
     """This value needs pydicom's full conversion."""
 
 
+class InvalidNumber(ValueError):
+    """IS/DS text outside its VR's grammar (PS3.5 Table 6.2-1), which no JSON number
+    holds and which readers reject as a string (pydicom's from_json)."""
+
+
 @lru_cache(maxsize=4096)
 def dictionary_vr(tag: int) -> str | None:
     """The dictionary VR of a public tag, or None where pydicom must decide."""
@@ -117,7 +122,8 @@ def _isfinite(number: float) -> bool:
 
 
 def json_number(text: str, vr: str) -> int | float | str | None:
-    """IS/DS as a JSON number when the number keeps the exact value, else the string."""
+    """IS/DS as a JSON number when the number keeps the exact value, else (a valid DS
+    a double cannot hold exactly) the string; InvalidNumber for text of neither grammar."""
     text = text.strip()
     if not text:
         return None
@@ -130,7 +136,8 @@ def json_number(text: str, vr: str) -> int | float | str | None:
                 return number
         except InvalidOperation:
             pass
-    return text
+        return text
+    raise InvalidNumber(text)
 
 
 def _decimals(value: bytes, vr: str) -> list | None:

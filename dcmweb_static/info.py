@@ -8,7 +8,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from . import __version__
-from .frames import FrameLayout
+from .frames import Frame, FrameLayout
 from .multipart import BOUNDARY
 from .p10 import ParsedP10
 
@@ -28,6 +28,17 @@ def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
                 found.append(f"{name}.{i}")
             found.extend(undefined_length_paths(item, f"{name}.{i}."))
     return found
+
+
+def _frame_record(frame: Frame) -> Any:
+    segments = [list(s) for s in frame.segments]
+    if frame.swapped_length is not None:
+        return {"segments": segments, "skip": frame.swapped_skip,
+                "length": frame.swapped_length}
+    if frame.bit_length is not None:
+        return {"segments": segments, "bit_offset": frame.bit_offset,
+                "bit_length": frame.bit_length}
+    return segments
 
 
 def build_info(
@@ -66,12 +77,10 @@ def build_info(
         if frames is not None:
             pixel_info["frame_boundaries_from"] = frames.method
             pixel_info["media_type"] = media_type
-            pixel_info["frames"] = [
-                {"segments": [list(s) for s in f.segments], "bit_offset": f.bit_offset,
-                 "bit_length": f.bit_length} if f.bit_length is not None
-                else [list(s) for s in f.segments]
-                for f in frames.frames
-            ]
+            pixel_info["frames"] = [_frame_record(f) for f in frames.frames]
+            if frames.byte_swap:
+                # each frame is its words' bytes swapped back: a rebuild swaps them again
+                pixel_info["frames_byte_swapped"] = frames.byte_swap
     record: dict[str, Any] = {
         "tool": {"name": "dcmweb-static", "version": __version__},
         "source": {"path": source_path, "size": source_size, "sha256": sha256},

@@ -156,10 +156,10 @@ def _invalid_number_file(path: Path, implicit: bool = False) -> Path:
 
 INVALID = {  # JSON path of the element -> its stored bytes
     "00101030": b"33.33#333 ",
-    "00280030": b"1.25\\2,5\\7.75",
+    "00280030": b"1.25\\2,5\\7.75 ",
     "00200011": b"12a4",
-    "00081140.0.00180050": b"9.8.7e+1 ",
-    "00081140.0.00081160": b"11\\2x",
+    "00081140.0.00180050": b"9.8.7e+1  ",
+    "00081140.0.00081160": b"11\\2x ",
 }
 
 
@@ -189,12 +189,6 @@ def test_invalid_is_ds_load_in_from_json_and_keep_their_bytes(tmp_path: Path,
         text = stored.decode().strip()
         assert any(name in w and repr(text) in w for w in result.warnings), result.warnings
     assert document["00200013"] == {"vr": "IS", "Value": [5]}
-    # a reader that fetches bulk data gets the original text back
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = Dataset.from_json(document, bulk_data_uri_handler=lambda tag, vr, uri:
-                                   resolve_bulk(folder, uri).decode().strip())
-    assert loaded.PatientWeight == "33.33#333"
 
 
 def test_invalid_is_ds_same_on_fast_and_pydicom_paths(tmp_path: Path) -> None:

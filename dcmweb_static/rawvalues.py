@@ -23,6 +23,7 @@ NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"
 _SIZES = {vr: struct.calcsize("<" + code) for vr, code in NUMBER_CODES.items()}  # standard sizes
 _LATIN1 = "latin_1"  # pydicom's default_encoding 'iso8859' is ISO 8859-1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -128,7 +129,11 @@ def json_number(text: str, vr: str) -> int | float | str | None:
     if not text:
         return None
     if _INTEGER.fullmatch(text):
-        return int(text)
+        number = int(text)
+        if _INT64_MIN <= number <= _UINT64_MAX:  # what JSON writers (orjson) hold
+            return number
+        if vr == "IS":
+            raise InvalidNumber(text)
     if vr == "DS" and _DECIMAL.fullmatch(text):
         number = float(text)
         try:

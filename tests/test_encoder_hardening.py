@@ -264,3 +264,28 @@ def test_jsonio_dumps_is_orjson_byte_for_byte_at_any_depth() -> None:
     assert orjson.dumps(inner) in data
     with pytest.raises(TypeError):
         jsonio.dumps([{1, 2}])  # other errors still raise
+
+
+def test_integer_text_beyond_64_bits(tmp_path: Path) -> None:
+    """orjson writes no integer beyond 64 bits: such IS text is invalid (bulk data), such
+    DS text is a decimal (a number when a double holds it exactly)."""
+    ds = pydicom.dcmread(_invalid_number_file(tmp_path / "bad.dcm"))
+    ds.AcquisitionNumber, ds.PatientWeight = "1", "2"
+    path = tmp_path / "big.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    for old, new in ((b"\x20\x00\x12\x00IS\x02\x001 ",
+                      b"\x20\x00\x12\x00IS\x18\x00123456789012345678901234"),
+                     (b"\x10\x00\x30\x10DS\x02\x002 ",
+                      b"\x10\x00\x30\x10DS\x16\x00-100000000000000000000")):
+        assert raw.count(old) == 1
+        raw = raw.replace(old, new)
+    path.write_bytes(raw)
+    (result,) = convert([path], tmp_path / "out")
+    assert result.status == "converted", result.reason
+    (document,) = load_metadata(instance_folder(tmp_path / "out", result))
+    assert set(document["00200012"]) == {"vr", "BulkDataURI"}
+    assert document["00101030"] == {"vr": "DS", "Value": [-1e20]}  # exact as a double
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Dataset.from_json(document)

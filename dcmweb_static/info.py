@@ -30,6 +30,26 @@ def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
     return found
 
 
+#: longest value tail kept in info (more is extra data after the frames, not padding)
+TAIL_LIMIT = 64
+
+
+def _swapped_tail(parsed: ParsedP10, frames: FrameLayout) -> str | None:
+    """The sample-order bytes of the value after the last frame (base64), or None when
+    there are more than TAIL_LIMIT."""
+    pixel = parsed.pixel_data
+    assert pixel is not None and pixel.length is not None
+    end = sum(f.length for f in frames.frames)
+    start = end - end % frames.byte_swap
+    if pixel.length - end > TAIL_LIMIT:
+        return None
+    parsed.stream.seek(pixel.value_offset + start)
+    stored = parsed.stream.read(pixel.length - start)
+    swapped = bytearray(len(stored))
+    swapped[0::2], swapped[1::2] = stored[1::2], stored[0::2]
+    return base64.b64encode(swapped[end - start:]).decode("ascii")
+
+
 def _frame_record(frame: Frame) -> Any:
     segments = [list(s) for s in frame.segments]
     if frame.swapped_length is not None:
@@ -79,8 +99,10 @@ def build_info(
             pixel_info["media_type"] = media_type
             pixel_info["frames"] = [_frame_record(f) for f in frames.frames]
             if frames.byte_swap:
-                # each frame is its words' bytes swapped back: a rebuild swaps them again
+                # each frame is its words' bytes swapped back: a rebuild swaps them again,
+                # after the bytes past the last frame (the padding), recorded here
                 pixel_info["frames_byte_swapped"] = frames.byte_swap
+                pixel_info["swapped_tail"] = _swapped_tail(parsed, frames)
     record: dict[str, Any] = {
         "tool": {"name": "dcmweb-static", "version": __version__},
         "source": {"path": source_path, "size": source_size, "sha256": sha256},

@@ -3,6 +3,7 @@ nested deeper than orjson's recursion limit."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import warnings
@@ -104,6 +105,8 @@ def test_big_endian_ow_8_bit_frames_give_samples_in_order(tmp_path: Path, frames
     assert bodies == [row.tobytes() for row in expected]
     info = _info(folder)["pixel_data"]
     assert info["frames_byte_swapped"] == 2
+    # the padding byte of an odd-length stream, which no frame holds
+    assert base64.b64decode(info["swapped_tail"]) == b"\0" * (len(b"".join(bodies)) % 2)
     # the recorded layout maps each frame back onto the stored (swapped) words
     raw = path.read_bytes()
     for body, entry in zip(bodies, info["frames"]):

@@ -12,6 +12,7 @@ import shutil
 import time
 import traceback
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ from typing import Any
 import orjson
 from pydicom.dataset import Dataset
 
-from . import dedup, layout, plugins
+from . import dedup, jsonio, layout, plugins
 from .errors import ConversionError, UnframeableError
 from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
 from .info import build_info
+from .inputs import NotRegularFile, open_regular
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
 from .multipart import (
     COPY_BLOCK,
@@ -32,8 +34,9 @@ from .multipart import (
     part_header,
     read_part_body,
 )
-from .p10 import ParsedP10, parse_p10
+from .p10 import MAX_INFLATED_SIZE, ParsedP10, parse_p10
 from .parts_writer import BulkWriter, frame_copy_threads, write_frames
+from .pathnames import display_path, path_fields
 from .results import InstanceView, write_results
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
 from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
@@ -57,6 +60,8 @@ class ConvertOptions:
     #: named transforms (``--plugin``), applied in this order, and their options
     plugins: tuple[str, ...] = ()
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
+    max_inflated_size: int = MAX_INFLATED_SIZE
 
 
 @dataclass(slots=True)
@@ -81,9 +86,9 @@ class InstanceResult:
 
     def report_record(self) -> dict[str, Any]:
         record = {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
-            "reason": self.reason,
+            "reason": display_path(self.reason) if self.reason else None,
             "study_instance_uid": self.study_uid,
             "series_instance_uid": self.series_uid,
             "sop_instance_uid": self.sop_uid,
@@ -91,7 +96,7 @@ class InstanceResult:
             "frames": self.frames,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "warnings": self.warnings or None,
+            "warnings": [display_path(w) for w in self.warnings] or None,
         }
         return {k: v for k, v in record.items() if v is not None}
 
@@ -146,7 +151,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
     staging: Path | None = None
     buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
     try:
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp, ExitStack() as cleanup:
             size = os.fstat(fp.fileno()).st_size
             scan: ScanThread | None = None
             if size >= OVERLAP_SCAN_BYTES:
@@ -159,7 +164,9 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                 clock.lap("scan")
             fp.seek(0)
             defer = max(options.thresholds.public, options.thresholds.private)
-            parsed = parse_p10(fp, defer_size=defer)
+            parsed = parse_p10(fp, defer_size=defer, scratch_dir=staging_root,
+                               max_inflated_size=options.max_inflated_size)
+            cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
             if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
                 result.status = "skipped"
                 result.reason = "DICOMDIR (media directory), not an instance"
@@ -171,6 +178,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
             staging = Path(staging_root) / f"{result.sop_uid}.{os.getpid()}.{time.monotonic_ns()}"
             staging.mkdir(parents=True)
+            if parsed.payload_has_delimiter is not None:  # payloads are the inflated bytes
+                has_delimiter = parsed.payload_has_delimiter
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
             written, frames, media_type = _write_instance(parsed, result, options, staging,
@@ -192,8 +201,15 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.staging = str(staging)
     except (ConversionError, InvalidUIDError) as exc:
         result.reason = str(exc)
+    except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
+        result.reason = f"malformed data set: {exc}"
+    except NotRegularFile as exc:
+        result.status, result.reason = "skipped", str(exc)
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+    except RecursionError:  # only nesting recurses: pydicom reads undefined-length items so
+        result.reason = (f"sequences nested more than {jsonio.MAX_SEQUENCE_DEPTH} levels deep "
+                         "(too deep to read)")
     except Exception as exc:  # an input must never stop the batch; keep the reason
         last = traceback.extract_tb(exc.__traceback__)[-1]
         result.reason = (f"unexpected {type(exc).__name__}: {exc} "
@@ -235,7 +251,9 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                       + layout.instance_url_path(result.study_uid, result.series_uid,
                                                  result.sop_uid) + "/")
     bulk = BulkWriter(staging / "bulkdata", uri_prefix, copier)
-    metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
+    encoder = JsonEncoder(options.thresholds, bulk, parsed.stream)
+    metadata = encoder.dataset(ds)
+    result.warnings.extend(encoder.warnings)
     # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
     # syntax named in metadata and in each frame's part always describes those bytes.
     frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid
@@ -271,7 +289,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         record = dedup.instance_record(options.output, metadata)
         (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
     if options.instances or not options.deduplicate:
-        document = orjson.dumps([metadata])
+        document = jsonio.dumps([metadata])
         clock.lap("encode")
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.batch import Converter
-from dcmweb_static.instance import ConvertOptions
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions
 
 
 def sizes(files: list[Path]) -> tuple[int, int]:

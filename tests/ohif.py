@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dcmweb_static.server import make_app
+from dcmweb_static.serve.app import make_app
 
 OHIF_VERSION = "3.13.2"
 CACHE = Path(os.environ.get("DCMWEB_TEST_CACHE", Path.home() / ".cache" / "dcmweb-tests"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import uvicorn
 
-from dcmweb_static.nginx import nginx_server_block
-from dcmweb_static.server import make_app
+from dcmweb_static.serve.app import make_app
+from dcmweb_static.serve.nginx import nginx_server_block
 
 from .conftest import require_tool
 

@@ -9,10 +9,10 @@ import tracemalloc
 from pathlib import Path
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.batch import Converter
-from dcmweb_static.inputs import InputSpool
-from dcmweb_static.instance import ConvertOptions
-from dcmweb_static.sop_registry import Committed, SopRegistry
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.inputs import InputSpool
+from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.sop_registry import Committed, SopRegistry
 
 
 def test_input_spool_gives_back_every_path_in_order(tmp_path: Path) -> None:

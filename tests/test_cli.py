@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli import main
+from dcmweb_static.cli.main import main
 
 from .treeutil import load_metadata
 
@@ -152,7 +152,7 @@ def test_killed_run_leftovers_are_cleaned(good: Path, tmp_path: Path) -> None:
 
 
 def test_a_crashing_worker_does_not_stop_the_batch(good: Path, tmp_path: Path, monkeypatch) -> None:
-    import dcmweb_static.batch as batch
+    import dcmweb_static.run.batch as batch
 
     real = batch.convert_file
 
@@ -214,8 +214,8 @@ def test_quiet_prints_nothing_and_version(good: Path, tmp_path: Path) -> None:
 
 
 def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Path) -> None:
-    from dcmweb_static.batch import Converter, RunSummary
-    from dcmweb_static.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.batch import Converter, RunSummary
+    from dcmweb_static.run.instance import ConvertOptions, convert_file
 
     first = sorted(good.glob("*.dcm"))[0]
     ds = pydicom.dcmread(first)
@@ -237,8 +237,8 @@ def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Pa
 @pytest.mark.parametrize("keep_results", [True, False])
 def test_losers_are_judged_against_the_final_winner(good: Path, tmp_path: Path,
                                                     keep_results: bool) -> None:
-    from dcmweb_static.batch import Converter, RunSummary
-    from dcmweb_static.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.batch import Converter, RunSummary
+    from dcmweb_static.run.instance import ConvertOptions, convert_file
 
     first = sorted(good.glob("*.dcm"))[0]
     ds = pydicom.dcmread(first)

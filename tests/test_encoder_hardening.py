@@ -17,9 +17,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from dcmweb_static import jsonio
-from dcmweb_static.jsonmodel import BulkThresholds, JsonEncoder
-from dcmweb_static.p10 import parse_p10
+from dcmweb_static.encode import jsonio
+from dcmweb_static.encode.dicom_json import BulkThresholds, JsonEncoder
+from dcmweb_static.p10.parse import parse_p10
 
 from .conftest import PYDICOM_DATA
 from .deepfiles import deep_file

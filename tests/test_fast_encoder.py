@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.jsonmodel import BulkThresholds, JsonEncoder
-from dcmweb_static.p10 import parse_p10
+from dcmweb_static.encode.dicom_json import BulkThresholds, JsonEncoder
+from dcmweb_static.p10.parse import parse_p10
 
 from . import corpus
 from .conftest import PYDICOM_DATA, pydicom_corpus

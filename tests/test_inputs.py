@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli import main
+from dcmweb_static.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "implicit.dcm"
@@ -92,8 +92,8 @@ def test_utf8_names_have_no_extra_field(tmp_path: Path) -> None:
 
 
 def test_an_exception_in_the_parent_still_indexes_committed_studies(tmp_path: Path) -> None:
-    from dcmweb_static.batch import Converter
-    from dcmweb_static.instance import ConvertOptions
+    from dcmweb_static.run.batch import Converter
+    from dcmweb_static.run.instance import ConvertOptions
 
     paths = syn.ct_series(tmp_path / "in", 3, rows=8, columns=8)
     seen = []
@@ -152,7 +152,7 @@ def test_a_device_given_on_the_command_line_is_skipped(tmp_path: Path) -> None:
 def test_opening_checks_the_opened_file_not_only_the_name(tmp_path: Path) -> None:
     """The name could become a FIFO between the stat and the open: the open itself must
     not block and must refuse what it opened."""
-    from dcmweb_static.inputs import NotRegularFile, open_regular
+    from dcmweb_static.run.inputs import NotRegularFile, open_regular
 
     os.mkfifo(tmp_path / "f")
     with pytest.raises(NotRegularFile, match="not a regular file: FIFO"):
@@ -172,8 +172,8 @@ def _conflicting_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_on_result_sees_final_outcomes_in_input_order(tmp_path: Path) -> None:
-    from dcmweb_static.batch import Converter, RunSummary
-    from dcmweb_static.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.batch import Converter, RunSummary
+    from dcmweb_static.run.instance import ConvertOptions, convert_file
 
     first, later = _conflicting_pair(tmp_path)
     out = tmp_path / "out"
@@ -274,8 +274,8 @@ def test_output_on_a_read_only_file_system(read_only_mount: Path) -> None:
 # --- 14. the library walks folders like the CLI -----------------------------------------------
 
 def test_converter_run_walks_folders_and_excludes_the_output(tmp_path: Path) -> None:
-    from dcmweb_static.batch import Converter
-    from dcmweb_static.instance import ConvertOptions
+    from dcmweb_static.run.batch import Converter
+    from dcmweb_static.run.instance import ConvertOptions
 
     syn.ct_series(tmp_path / "in" / "a", 2, rows=8, columns=8)
     syn.ct_series(tmp_path / "in" / "b", 1, rows=8, columns=8, series_index=2)

@@ -17,8 +17,8 @@ import uvicorn
 from pydicom.uid import JPEGLSLossless
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.batch import Converter
-from dcmweb_static.instance import ConvertOptions
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions
 
 from .ohif import ohif_dist, viewer_app
 from .servers import free_port, wait_for_port

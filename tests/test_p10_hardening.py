@@ -10,11 +10,11 @@ import pytest
 
 from dcmweb_static import layout
 from dcmweb_static import synthetic as syn
-from dcmweb_static.batch import Converter
-from dcmweb_static.cli import main
+from dcmweb_static.cli.main import main
+from dcmweb_static.encode.multipart import part_header
 from dcmweb_static.errors import ConversionError
-from dcmweb_static.instance import ConvertOptions
-from dcmweb_static.multipart import part_header
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions
 
 from .p10files import deflated_with_ob, with_transfer_syntax
 
@@ -95,7 +95,7 @@ def test_big_deflated_value_streams_through_a_file(tmp_path: Path) -> None:
 ])
 def test_max_inflated_size_option_accepts_units(tmp_path: Path, text: str,
                                                 expected: int) -> None:
-    from dcmweb_static.cli import ByteSize
+    from dcmweb_static.cli.main import ByteSize
 
     assert ByteSize().convert(text, None, None) == expected
 
@@ -155,7 +155,7 @@ def test_truncation_reasons_say_what_is_wrong_in_words(tmp_path: Path) -> None:
     data = _rich_file(tmp_path)
     boundaries = _element_starts(tmp_path / "src.dcm")
     opts = ConvertOptions(output=tmp_path / "out")
-    from dcmweb_static.instance import convert_file
+    from dcmweb_static.run.instance import convert_file
 
     first = data.index(b"\x20\x00\x0d\x00UI") + 1  # inside Study Instance UID
     reasons = set()
@@ -178,7 +178,7 @@ def test_truncated_sequence_item_reason(tmp_path: Path) -> None:
     start = data.index(b"\x08\x00\x18\x22")  # (0008,2218) Anatomic Region Sequence
     path = tmp_path / "cut.dcm"
     path.write_bytes(data[: start + 40])
-    from dcmweb_static.instance import convert_file
+    from dcmweb_static.run.instance import convert_file
 
     result = convert_file(path, ConvertOptions(output=tmp_path / "out"), tmp_path / "s")
     assert result.status == "failed"

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dcmweb_static import hookspecs, plugins
 from dcmweb_static import synthetic as syn
-from dcmweb_static.batch import Converter
-from dcmweb_static.cli import main
-from dcmweb_static.hookspecs import hookimpl
-from dcmweb_static.instance import ConvertOptions
-from dcmweb_static.results import ResultFile
+from dcmweb_static.cli.main import main
+from dcmweb_static.plugins import hookspecs
+from dcmweb_static.plugins import manager as plugins
+from dcmweb_static.plugins.api import ResultFile
+from dcmweb_static.plugins.hookspecs import hookimpl
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "dcmweb_spec")]

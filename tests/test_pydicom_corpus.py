@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dcmweb_static.uids import InvalidUIDError, check_uid
+from dcmweb_static.p10.uids import InvalidUIDError, check_uid
 
 from .conftest import PYDICOM_DATA, pydicom_corpus
 from .dcmtk import assert_agrees_with_dcm2json, dcm2json

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.commit import commit_instance
-from dcmweb_static.instance import ConvertOptions, convert_file
-from dcmweb_static.parts_writer import frame_copy_threads
+from dcmweb_static.encode.parts import frame_copy_threads
+from dcmweb_static.run.commit import commit_instance
+from dcmweb_static.run.instance import ConvertOptions, convert_file
 
 from .treeutil import read_part
 
@@ -67,7 +67,7 @@ def test_checksum_of_a_big_file_is_right(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("frames", [2, 80])  # checksum inline, and in a thread (> 16 MiB)
 def test_a_payload_holding_the_boundary_is_refused(tmp_path: Path, frames: int) -> None:
-    from dcmweb_static.multipart import BOUNDARY
+    from dcmweb_static.encode.multipart import BOUNDARY
 
     ds = syn.base_dataset(syn.uid(51), syn.uid(51, 1), syn.uid(51, 1, 1))
     ds.Rows, ds.Columns, ds.SamplesPerPixel = 512, 512, 1

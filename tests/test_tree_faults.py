@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli import main
+from dcmweb_static.cli.main import main
 
 CLI = [sys.executable, "-m", "dcmweb_static.cli"]
 
@@ -288,9 +288,9 @@ def test_a_dangling_lock_link_is_not_followed(inputs: list[Path], tmp_path: Path
 
 
 def test_a_plugin_result_folder_link_is_not_followed(inputs: list[Path], tmp_path: Path) -> None:
-    from dcmweb_static import plugins
-    from dcmweb_static.hookspecs import hookimpl
-    from dcmweb_static.results import ResultFile
+    from dcmweb_static.plugins import manager as plugins
+    from dcmweb_static.plugins.api import ResultFile
+    from dcmweb_static.plugins.hookspecs import hookimpl
 
     class Counter:
         @hookimpl

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dcmweb_static.batch import Converter
-from dcmweb_static.instance import ConvertOptions
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions
 from dcmweb_static.tree import urls
 
 from .servers import dcmweb_serve, nginx

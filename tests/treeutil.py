@@ -14,9 +14,9 @@ from pydicom.tag import Tag
 from pydicom.values import convert_value
 
 from dcmweb_static import layout
-from dcmweb_static.batch import Converter
-from dcmweb_static.instance import ConvertOptions, InstanceResult
-from dcmweb_static.multipart import BOUNDARY
+from dcmweb_static.encode.multipart import BOUNDARY
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.instance import ConvertOptions, InstanceResult
 
 BINARY = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 

@@ -23,10 +23,10 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import ENCODED_VR, data_element_generator
 from pydicom.tag import BaseTag
 
-from . import rawvalues
-from .errors import ConversionError, TruncatedError
+from ..errors import ConversionError, TruncatedError
+from . import raw_values as rawvalues
 from .jsonio import MAX_SEQUENCE_DEPTH
-from .rawvalues import json_number
+from .raw_values import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_HEADER = struct.Struct("<HHL")

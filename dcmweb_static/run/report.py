@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from . import __version__
+from .. import __version__
+from ..pathnames import path_fields
+from ..plugins.manager import PluginFailures
 from .instance import InstanceResult
-from .pathnames import path_fields
-from .plugins import PluginFailures
 
 
 class ExitCode(enum.IntEnum):

@@ -12,18 +12,14 @@ from typing import Any
 import click
 import orjson
 
-from . import __version__
-from .aggregate import aggregate, all_studies
-from .batch import Converter
-from .dedup import rebuild_instances
-from .fsutil import describe
-from .inputs import InputSpool, iter_input_files, output_overlap
-from .instance import ConvertOptions, InstanceResult
-from .jsonmodel import BulkThresholds
-from .nginx import nginx_server_block
-from .p10 import MAX_INFLATED_SIZE
-from .pathnames import display_path
-from .plugins import (
+from .. import __version__
+from ..encode.dedup import rebuild_instances
+from ..encode.dicom_json import BulkThresholds
+from ..fsutil import describe
+from ..index.aggregate import aggregate, all_studies
+from ..p10.parse import MAX_INFLATED_SIZE
+from ..pathnames import display_path
+from ..plugins.manager import (
     OptionError,
     PluginFailures,
     get_plugin_manager,
@@ -31,8 +27,12 @@ from .plugins import (
     prepare_transforms,
     run_hook,
 )
-from .run_report import ExitCode, write_report
-from .stopping import Interrupted
+from ..run.batch import Converter
+from ..run.inputs import InputSpool, iter_input_files, output_overlap
+from ..run.instance import ConvertOptions, InstanceResult
+from ..run.report import ExitCode, write_report
+from ..run.stopping import Interrupted
+from ..serve.nginx import nginx_server_block
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +68,7 @@ def _plugin_failures(failures: PluginFailures) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 def serve(output: Path, host: str, port: int) -> None:
     """Serve OUTPUT as DICOMweb (WADO-RS, QIDO-RS) for local use."""
-    from .server import serve as run_server
+    from ..serve.app import serve as run_server
 
     click.echo(f"serving {output} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
     run_server(output, host, port)
@@ -291,7 +291,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     if not quiet:
         from rich.console import Console  # imported only here: start-up time counts
 
-        from .summary import print_summary
+        from .summary_table import print_summary
 
         print_summary(summary, Console(stderr=True), verbose=verbose)
     sys.exit(summary.exit_code)

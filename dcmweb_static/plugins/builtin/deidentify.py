@@ -33,11 +33,11 @@ from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from ..datasets import element_vr, sequence_items
-from ..errors import ConversionError
+from ...encode.info_record import tree_has_transform
+from ...errors import ConversionError
+from ...p10.datasets import element_vr, sequence_items
 from ..hookspecs import hookimpl
-from ..info import tree_has_transform
-from ..plugins import OptionError
+from ..manager import OptionError
 from .strip_private import strip_private
 
 _EDITIONS = ("dicomfields_2026c", "dicomfields_2024b", "dicomfields_2023")

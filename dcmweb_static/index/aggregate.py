@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dedup, jsonio, layout, qido
-from .fsutil import (
+from .. import layout
+from ..encode import dedup, jsonio
+from ..fsutil import (
     ResourceWriter,
     clean_stale_scratch,
     read_resource,
@@ -23,9 +24,10 @@ from .fsutil import (
     tree_lock,
     write_resource,
 )
-from .plugins import PluginFailures, get_plugin_manager, run_hook
-from .results import SeriesView, StudyView, write_results
-from .uids import InvalidUIDError, check_uid
+from ..p10.uids import InvalidUIDError, check_uid
+from ..plugins.api import SeriesView, StudyView, write_results
+from ..plugins.manager import PluginFailures, get_plugin_manager, run_hook
+from . import qido_records as qido
 
 Json = qido.Json
 _RELATIVE_URI = re.compile(rb'"BulkDataURI":"(?![A-Za-z][A-Za-z0-9+.-]*:)')

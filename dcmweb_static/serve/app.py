@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from . import fsutil, jsonio
-from .multipart import PART_FOOTER, response_content_type
-from .qido_query import QueryError, apply_query
-from .transfer_syntax import OCTET_STREAM
-from .tree import urls
-from .uids import InvalidUIDError, check_uid
+from .. import fsutil
+from ..encode import jsonio
+from ..encode.multipart import PART_FOOTER, response_content_type
+from ..index.qido_match import QueryError, apply_query
+from ..p10.transfer_syntax import OCTET_STREAM
+from ..p10.uids import InvalidUIDError, check_uid
+from ..tree import urls
 
 DICOM_JSON = urls.DICOM_JSON
 _SEGMENT_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID",

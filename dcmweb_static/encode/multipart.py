@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ConversionError
+from ..errors import ConversionError
 
 BOUNDARY = "dcmweb-static-4f1c9a7e2b8d4e6f"
 _DELIMITER = b"--" + BOUNDARY.encode("ascii")

@@ -20,15 +20,15 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
-from .aggregate import aggregate
+from ..encode.multipart import COPY_BLOCK
+from ..fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, tree_lock
+from ..index.aggregate import aggregate
+from ..pathnames import display_path
+from ..plugins.manager import get_plugin_manager, run_hook
 from .commit import commit_instance
-from .fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, tree_lock
 from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult, convert_file
-from .multipart import COPY_BLOCK
-from .pathnames import display_path
-from .plugins import get_plugin_manager, run_hook
-from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
+from .report import RunSummary
 from .sop_registry import Committed, SopRegistry
 from .stopping import Interrupted, StopRequest, stop_on_signals
 

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .pathnames import display_path
-from .run_report import RunSummary
+from ..pathnames import display_path
+from ..run.report import RunSummary
 
 MAX_LISTED_PROBLEMS = 20
 

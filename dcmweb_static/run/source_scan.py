@@ -9,8 +9,8 @@ import os
 import threading
 from typing import BinaryIO
 
+from ..encode.multipart import COPY_BLOCK, contains_delimiter
 from .inputs import open_regular
-from .multipart import COPY_BLOCK, contains_delimiter
 
 
 def scan_source(stream: BinaryIO, buffer: bytearray) -> tuple[str, int, bool]:

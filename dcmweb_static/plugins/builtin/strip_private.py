@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from pydicom.dataset import Dataset
 
-from ..datasets import sequences
+from ...p10.datasets import sequences
 from ..hookspecs import hookimpl
 
 

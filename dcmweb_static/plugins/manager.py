@@ -19,13 +19,13 @@ from typing import Any
 
 import pluggy
 
+from ..errors import ConversionError
 from . import hookspecs
-from .errors import ConversionError
 
 ENTRY_POINT_GROUP = "dcmweb"
 DEFAULT_PLUGINS = (
-    "dcmweb_static.default_plugins.strip_private",
-    "dcmweb_static.default_plugins.deidentify",
+    "dcmweb_static.plugins.builtin.strip_private",
+    "dcmweb_static.plugins.builtin.deidentify",
 )
 
 _BUILT_IN = {m.rsplit(".", 1)[1].replace("_", "-") for m in DEFAULT_PLUGINS}

@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
-from .errors import ConversionError, TruncatedError, UnframeableError
-from .p10 import PixelDataElement
+from ..errors import ConversionError, TruncatedError, UnframeableError
+from .parse import PixelDataElement
 from .transfer_syntax import EXPLICIT_VR_BIG_ENDIAN, TransferSyntax
 
 #: bytes per word of 8-bit samples stored as big endian OW

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 from pydicom.dataset import Dataset
 
-from . import __version__
-from .frames import Frame, FrameLayout
+from .. import __version__
+from ..p10.frames import Frame, FrameLayout
+from ..p10.parse import ParsedP10
+from ..pathnames import path_fields
 from .multipart import BOUNDARY
-from .p10 import ParsedP10
-from .pathnames import path_fields
 
 
 def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:

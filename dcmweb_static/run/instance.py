@@ -20,27 +20,23 @@ from typing import Any
 import orjson
 from pydicom.dataset import Dataset
 
-from . import dedup, jsonio, layout, plugins
-from .errors import ConversionError, UnframeableError
-from .frames import FrameLayout, frame_layout
-from .fsutil import GZIP_LEVEL, gzip_bytes
-from .info import build_info
+from .. import layout
+from ..encode import dedup, jsonio
+from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
+from ..encode.info_record import build_info
+from ..encode.multipart import COPY_BLOCK, PayloadCopier, content_type, part_header, read_part_body
+from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
+from ..errors import ConversionError, UnframeableError
+from ..fsutil import GZIP_LEVEL, gzip_bytes
+from ..p10.frames import FrameLayout, frame_layout
+from ..p10.parse import MAX_INFLATED_SIZE, ParsedP10, parse_p10
+from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
+from ..p10.uids import InvalidUIDError, check_uid
+from ..pathnames import display_path, path_fields
+from ..plugins import manager as plugins
+from ..plugins.api import InstanceView, write_results
 from .inputs import NotRegularFile, open_regular
-from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
-from .multipart import (
-    COPY_BLOCK,
-    PayloadCopier,
-    content_type,
-    part_header,
-    read_part_body,
-)
-from .p10 import MAX_INFLATED_SIZE, ParsedP10, parse_p10
-from .parts_writer import BulkWriter, frame_copy_threads, write_frames
-from .pathnames import display_path, path_fields
-from .results import InstanceView, write_results
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
-from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
-from .uids import InvalidUIDError, check_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 

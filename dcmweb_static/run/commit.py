@@ -7,8 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from . import dedup, layout
-from .fsutil import refuse_link, tree_dirs
+from .. import layout
+from ..encode import dedup
+from ..fsutil import refuse_link, tree_dirs
 
 
 def commit_instance(root: Path, staging: Path, study: str, series: str, sop: str) -> Path:

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from . import jsonio
-from .errors import ConversionError
-from .fsutil import atomic_write, tree_dirs
+from ..encode import jsonio
+from ..errors import ConversionError
+from ..fsutil import atomic_write, tree_dirs
 
 FOLDER_NAME = re.compile(r"_[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -98,7 +98,7 @@ class SeriesView:
     def instances(self) -> Iterator[dict[str, Any]]:
         """The instance metadata objects, sorted, read one at a time (a series can hold
         thousands: they are not all kept in memory)."""
-        from .aggregate import instance_document
+        from ..index.aggregate import instance_document
 
         for sop in self.sop_uids:
             data = instance_document(self.root, self.study_uid, self.series_uid, sop)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .multipart import response_content_type
-from .transfer_syntax import OCTET_STREAM
-from .tree import urls
+from ..encode.multipart import response_content_type
+from ..p10.transfer_syntax import OCTET_STREAM
+from ..tree import urls
 
 CORS = (
     "add_header Access-Control-Allow-Origin * always;\n"

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ConversionError
-from .frames import SWAP_WORD, Frame
+from ..errors import ConversionError
+from ..p10.frames import SWAP_WORD, Frame
+from ..p10.transfer_syntax import OCTET_STREAM
 from .multipart import COPY_BLOCK, PART_FOOTER, BoundaryChecker, PayloadCopier, part_header
-from .transfer_syntax import OCTET_STREAM
 
 
 class BulkWriter:

@@ -20,8 +20,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
-from .errors import ConversionError, NotDicomError, TruncatedError
-from .multipart import COPY_BLOCK, contains_delimiter
+from ..encode.multipart import COPY_BLOCK, contains_delimiter
+from ..errors import ConversionError, NotDicomError, TruncatedError
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
 

@@ -15,7 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .results import InstanceView, ResultFile, SeriesView, StudyView
+    from .api import InstanceView, ResultFile, SeriesView, StudyView
 
 hookspec = pluggy.HookspecMarker("dcmweb")
 hookimpl = pluggy.HookimplMarker("dcmweb")

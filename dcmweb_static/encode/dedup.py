@@ -10,8 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from . import jsonio
-from .fsutil import (
+from ..fsutil import (
     atomic_write,
     gzip_bytes,
     read_resource,
@@ -19,6 +18,7 @@ from .fsutil import (
     tree_dirs,
     write_resource,
 )
+from . import jsonio
 
 Json = dict[str, Any]
 DEDUP_DIR = "deduplicated"

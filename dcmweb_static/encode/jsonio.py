@@ -14,10 +14,7 @@ from typing import Any
 
 import orjson
 
-#: deepest sequence nesting converted (real files stay far below: a few levels, tens in
-#: large SR trees); deeper files are refused. pydicom's reader recurses a few Python
-#: frames per undefined-length level and gives up at about 190 under the default limit.
-MAX_SEQUENCE_DEPTH = 160
+from .p10 import MAX_SEQUENCE_DEPTH
 #: JSON levels of an instance's metadata array at that depth: orjson.loads takes 1024
 assert 2 + 3 * MAX_SEQUENCE_DEPTH + 3 < 1024
 

@@ -91,6 +91,7 @@ def _be_ow_file(path: Path, frames: int, rows: int, columns: int, samples: int =
     (4, 2, 2, 1),   # even frames
     (1, 3, 5, 1),   # one odd frame
     (5, 1, 1, 3),   # RGB, 3 bytes a frame
+    (3, 1025, 1023, 1),  # odd frames longer than a copy block (1 MiB)
 ])
 def test_big_endian_ow_8_bit_frames_give_samples_in_order(tmp_path: Path, frames: int,
                                                           rows: int, columns: int,

@@ -203,7 +203,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.status, result.reason = "skipped", str(exc)
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
-    except RecursionError:  # only nesting recurses: pydicom reads undefined-length items so
+    except RecursionError:  # only sequence nesting recurses this deep (pydicom's reader)
         result.reason = (f"sequences nested more than {jsonio.MAX_SEQUENCE_DEPTH} levels deep "
                          "(too deep to read)")
     except Exception as exc:  # an input must never stop the batch; keep the reason

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 
 
 def sizes(files: list[Path]) -> tuple[int, int]:

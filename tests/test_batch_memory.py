@@ -11,7 +11,7 @@ from pathlib import Path
 from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.inputs import InputSpool
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.run.sop_registry import Committed, SopRegistry
 
 

@@ -154,14 +154,14 @@ def test_killed_run_leftovers_are_cleaned(good: Path, tmp_path: Path) -> None:
 def test_a_crashing_worker_does_not_stop_the_batch(good: Path, tmp_path: Path, monkeypatch) -> None:
     import dcmweb_static.run.batch as batch
 
-    real = batch.convert_file
+    real = batch.convert_source
 
-    def crash_on_marked_files(path, *args, **kwargs):
-        if Path(path).name == "crash.dcm":
+    def crash_on_marked_files(converter, source, staging):
+        if Path(source.name).name == "crash.dcm":
             os._exit(3)
-        return real(path, *args, **kwargs)
+        return real(converter, source, staging)
 
-    monkeypatch.setattr(batch, "convert_file", crash_on_marked_files)  # inherited by fork
+    monkeypatch.setattr(batch, "convert_source", crash_on_marked_files)  # inherited by fork
     (good / "crash.dcm").write_bytes(b"x")
     code, output = run("convert", good, "-d", tmp_path / "out", "-j", "2",
                        "--report", tmp_path / "r.json")
@@ -215,7 +215,8 @@ def test_quiet_prints_nothing_and_version(good: Path, tmp_path: Path) -> None:
 
 def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Path) -> None:
     from dcmweb_static.run.batch import Converter, RunSummary
-    from dcmweb_static.run.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.instance import convert_file
+    from dcmweb_static.run.options import ConvertOptions
 
     first = sorted(good.glob("*.dcm"))[0]
     ds = pydicom.dcmread(first)
@@ -238,7 +239,8 @@ def test_first_input_wins_whatever_order_workers_finish(good: Path, tmp_path: Pa
 def test_losers_are_judged_against_the_final_winner(good: Path, tmp_path: Path,
                                                     keep_results: bool) -> None:
     from dcmweb_static.run.batch import Converter, RunSummary
-    from dcmweb_static.run.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.instance import convert_file
+    from dcmweb_static.run.options import ConvertOptions
 
     first = sorted(good.glob("*.dcm"))[0]
     ds = pydicom.dcmread(first)

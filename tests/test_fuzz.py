@@ -16,7 +16,8 @@ import pydicom
 import pytest
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.run.instance import ConvertOptions, convert_file
+from dcmweb_static.run.instance import convert_file
+from dcmweb_static.run.options import ConvertOptions
 
 from .conftest import PYDICOM_DATA, pydicom_corpus
 from .reference import assert_same_dataset

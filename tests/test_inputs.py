@@ -93,7 +93,7 @@ def test_utf8_names_have_no_extra_field(tmp_path: Path) -> None:
 
 def test_an_exception_in_the_parent_still_indexes_committed_studies(tmp_path: Path) -> None:
     from dcmweb_static.run.batch import Converter
-    from dcmweb_static.run.instance import ConvertOptions
+    from dcmweb_static.run.options import ConvertOptions
 
     paths = syn.ct_series(tmp_path / "in", 3, rows=8, columns=8)
     seen = []
@@ -173,7 +173,8 @@ def _conflicting_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_on_result_sees_final_outcomes_in_input_order(tmp_path: Path) -> None:
     from dcmweb_static.run.batch import Converter, RunSummary
-    from dcmweb_static.run.instance import ConvertOptions, convert_file
+    from dcmweb_static.run.instance import convert_file
+    from dcmweb_static.run.options import ConvertOptions
 
     first, later = _conflicting_pair(tmp_path)
     out = tmp_path / "out"
@@ -275,7 +276,7 @@ def test_output_on_a_read_only_file_system(read_only_mount: Path) -> None:
 
 def test_converter_run_walks_folders_and_excludes_the_output(tmp_path: Path) -> None:
     from dcmweb_static.run.batch import Converter
-    from dcmweb_static.run.instance import ConvertOptions
+    from dcmweb_static.run.options import ConvertOptions
 
     syn.ct_series(tmp_path / "in" / "a", 2, rows=8, columns=8)
     syn.ct_series(tmp_path / "in" / "b", 1, rows=8, columns=8, series_index=2)

@@ -18,7 +18,7 @@ from pydicom.uid import JPEGLSLossless
 
 from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 
 from .ohif import ohif_dist, viewer_app
 from .servers import free_port, wait_for_port

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dcmweb_static import layout
 from dcmweb_static import synthetic as syn
 from dcmweb_static.cli.main import main
 from dcmweb_static.encode.multipart import part_header
 from dcmweb_static.errors import ConversionError
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
+from dcmweb_static.store.local import SCRATCH_DIR
 
 from .p10files import deflated_with_ob, with_transfer_syntax
 
@@ -22,7 +22,7 @@ from .p10files import deflated_with_ob, with_transfer_syntax
 def _no_instances(out: Path) -> None:
     """No study folder and nothing left in staging (the inflated copy included)."""
     assert not [p for p in (out / "studies").iterdir() if p.is_dir()]
-    assert not (out / layout.STAGING_DIR).exists()
+    assert not (out / SCRATCH_DIR).exists()
 
 
 @pytest.mark.parametrize("uid", [

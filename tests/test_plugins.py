@@ -21,7 +21,7 @@ from dcmweb_static.plugins import manager as plugins
 from dcmweb_static.plugins.api import ResultFile
 from dcmweb_static.plugins.hookspecs import hookimpl
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "dcmweb_spec")]
@@ -38,7 +38,9 @@ def test_every_hook_is_documented() -> None:
 @pytest.fixture()
 def registered():
     """Register plugin objects for one test; workers are forked and inherit them."""
-    pm = plugins.get_plugin_manager()
+    from dcmweb_static.cli.main import plugin_manager
+
+    pm = plugin_manager()  # the command line's: CliRunner runs use it, and so do Converters
     added, names = [], []
 
     def register(obj, name):
@@ -47,6 +49,7 @@ def registered():
         names.append(name)
         return obj
 
+    register.pm = pm
     yield register
     for obj in added:
         if pm.is_registered(obj):
@@ -88,7 +91,8 @@ def test_result_folders_at_every_level(registered, tmp_path: Path) -> None:
     registered(Results(), "acme")
     Results.seen = []
     out = tmp_path / "out"
-    summary = Converter(ConvertOptions(output=out), jobs=2).run(_inputs(tmp_path))
+    summary = Converter(ConvertOptions(output=out), jobs=2,
+        plugin_manager=registered.pm).run(_inputs(tmp_path))
     assert summary.count("converted") == 3 and Results.seen == ["converted"] * 3
     instances = sorted(p for p in out.glob("studies/*/series/*/instances/*") if p.is_dir())
     for folder in instances:
@@ -105,14 +109,14 @@ def test_result_folders_survive_reconversion_without_their_plugin(registered, tm
     inputs = _inputs(tmp_path, 1)
     out = tmp_path / "out"
     plugin = registered(Results(), "acme")
-    Converter(ConvertOptions(output=out), jobs=1).run(inputs)
+    Converter(ConvertOptions(output=out), jobs=1, plugin_manager=registered.pm).run(inputs)
     (folder,) = [p for p in out.glob("studies/*/series/*/instances/*") if p.is_dir()]
     (folder / "_acme_probe" / "extra.txt").write_text("from an earlier run")
-    plugins.get_plugin_manager().unregister(plugin)
-    Converter(ConvertOptions(output=out), jobs=1).run(inputs)
+    registered.pm.unregister(plugin)
+    Converter(ConvertOptions(output=out), jobs=1, plugin_manager=registered.pm).run(inputs)
     assert (folder / "_acme_probe" / "extra.txt").exists()  # kept: plugin did not run
     registered(Results(), "acme2")
-    Converter(ConvertOptions(output=out), jobs=1).run(inputs)
+    Converter(ConvertOptions(output=out), jobs=1, plugin_manager=registered.pm).run(inputs)
     assert not (folder / "_acme_probe" / "extra.txt").exists()  # replaced whole
     assert (folder / "_acme_probe" / "uid.txt").exists()
 
@@ -125,7 +129,8 @@ class Escaper:
 
 def test_result_names_cannot_escape(registered, tmp_path: Path) -> None:
     registered(Escaper(), "escaper")
-    summary = Converter(ConvertOptions(output=tmp_path / "out"), jobs=1).run(
+    summary = Converter(ConvertOptions(output=tmp_path / "out"), jobs=1,
+        plugin_manager=registered.pm).run(
         _inputs(tmp_path, 1))
     (result,) = summary.results
     assert result.status == "failed" and "result folder '../../escape'" in result.reason
@@ -172,9 +177,9 @@ def test_unknown_plugin_is_a_usage_error(tmp_path: Path) -> None:
 def test_duplicate_transform_name_leaves_the_later_plugin_out(registered) -> None:
     registered(Shouter(), "one")
     registered(Shouter(), "two")
-    found = plugins.transforms()
+    found = plugins.transforms(registered.pm)
     assert found["shout"].plugin == "one"
-    assert "already registered by plugin 'one'" in plugins.get_plugin_manager().broken["two"]
+    assert "already registered by plugin 'one'" in registered.pm.broken["two"]
 
 
 def _fake_distribution(site: Path, name: str, module: str, code: str) -> None:
@@ -216,7 +221,7 @@ def test_example_plugin_installs_and_is_found_by_entry_point(tmp_path: Path) -> 
 def test_plugin_adds_a_command(tmp_path: Path) -> None:
     _fake_distribution(tmp_path, "greeter", "greeter_plugin", """
         import click
-        from dcmweb_static.hookspecs import hookimpl
+        from dcmweb_static import hookimpl
 
         @hookimpl
         def register_commands(cli):
@@ -233,7 +238,7 @@ def test_plugin_adds_a_command(tmp_path: Path) -> None:
 
 GREETER = """
     import click
-    from dcmweb_static.hookspecs import hookimpl
+    from dcmweb_static import hookimpl
 
     @hookimpl
     def register_commands(cli):
@@ -244,14 +249,14 @@ GREETER = """
 """
 BROKEN = {
     "typo": ("""
-        from dcmweb_static.hookspecs import hookimpl
+        from dcmweb_static import hookimpl
 
         @hookimpl
         def register_transformz(register):
             pass
     """, "register_transformz"),
     "badarg": ("""
-        from dcmweb_static.hookspecs import hookimpl
+        from dcmweb_static import hookimpl
 
         @hookimpl
         def instance_results(inst):
@@ -259,14 +264,14 @@ BROKEN = {
     """, "PluginValidationError: Plugin 'badarg' for hook 'instance_results'; hookimpl"),
     "noimport": ("raise ImportError('boom')\n", "ImportError: boom"),
     "badtransforms": ("""
-        from dcmweb_static.hookspecs import hookimpl
+        from dcmweb_static import hookimpl
 
         @hookimpl
         def register_transforms(register):
             raise RuntimeError('no transforms today')
     """, "failed in register_transforms: RuntimeError: no transforms today"),
     "badcommands": ("""
-        from dcmweb_static.hookspecs import hookimpl
+        from dcmweb_static import hookimpl
 
         @hookimpl
         def register_commands(cli):
@@ -326,7 +331,7 @@ class FailingInstanceResults:
 def test_failing_transform_names_plugin_and_transform(registered, tmp_path: Path) -> None:
     registered(Exploder(), "exploder")
     summary = Converter(ConvertOptions(output=tmp_path / "out", plugins=("explode",)),
-                        jobs=1).run(_inputs(tmp_path, 1))
+                        jobs=1, plugin_manager=registered.pm).run(_inputs(tmp_path, 1))
     (result,) = summary.results
     assert result.status == "failed"
     assert result.reason == ("plugin 'exploder' failed in transform 'explode': "
@@ -335,7 +340,8 @@ def test_failing_transform_names_plugin_and_transform(registered, tmp_path: Path
 
 def test_failing_instance_results_names_plugin_and_hook(registered, tmp_path: Path) -> None:
     registered(FailingInstanceResults(), "example-ai")
-    summary = Converter(ConvertOptions(output=tmp_path / "out"), jobs=1).run(_inputs(tmp_path, 1))
+    summary = Converter(ConvertOptions(output=tmp_path / "out"), jobs=1,
+        plugin_manager=registered.pm).run(_inputs(tmp_path, 1))
     (result,) = summary.results
     assert result.status == "failed"
     assert result.reason == ("plugin 'example-ai' failed in instance_results: "
@@ -384,7 +390,8 @@ def test_failing_parent_hooks_are_reported_and_the_run_goes_on(registered, tmp_p
 
 def test_failing_series_hook_in_index_exits_1(registered, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    Converter(ConvertOptions(output=out), jobs=1).run(_inputs(tmp_path, 1))
+    Converter(ConvertOptions(output=out), jobs=1,
+        plugin_manager=registered.pm).run(_inputs(tmp_path, 1))
     registered(FailingParentHooks(), "flaky")
     run = CliRunner().invoke(main, ["index", str(out)])
     assert run.exit_code == 1

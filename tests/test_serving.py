@@ -14,7 +14,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 
 from . import corpus
 from .reference import reference_frames

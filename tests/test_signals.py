@@ -102,7 +102,7 @@ def test_a_signal_mid_run_stops_workers_and_writes_the_report(
 
 def test_the_library_raises_interrupted_with_the_summary(many: Path, tmp_path: Path) -> None:
     from dcmweb_static.run.batch import Converter
-    from dcmweb_static.run.instance import ConvertOptions
+    from dcmweb_static.run.options import ConvertOptions
     from dcmweb_static.run.stopping import Interrupted
 
     def on_result(result: object) -> None:

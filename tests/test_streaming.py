@@ -10,7 +10,10 @@ import pytest
 from dcmweb_static import synthetic as syn
 from dcmweb_static.encode.parts import frame_copy_threads
 from dcmweb_static.run.commit import commit_instance
-from dcmweb_static.run.instance import ConvertOptions, convert_file
+from dcmweb_static.run.instance import convert_file
+from dcmweb_static.run.options import ConvertOptions
+from dcmweb_static.store import LocalStore, StagedInstance
+from dcmweb_static.tree import urls
 
 from .treeutil import read_part
 
@@ -43,8 +46,9 @@ def test_memory_stays_small_for_a_large_multiframe_file(tmp_path: Path) -> None:
     # measured 1.4 MiB (the 1 MiB copy buffer included); the 3 MiB bulk value alone,
     # read whole, would break this
     assert peak < 3 << 20, f"peak Python allocation {peak / 2**20:.1f} MiB for a 51 MiB file"
-    folder = commit_instance(out, Path(result.staging), result.study_uid, result.series_uid,
-                             result.sop_uid)
+    commit_instance(LocalStore(out), StagedInstance(result.staging), result.study_uid,
+                    result.series_uid, result.sop_uid)
+    folder = out / urls.instance_path(result.study_uid, result.series_uid, result.sop_uid)
     assert len(list((folder / "frames").iterdir())) == FRAMES
     assert frame_copy_threads(FRAMES * FRAME) == 2  # the frames below were copied on 2 threads
     for n in range(1, FRAMES + 1):  # every frame in its own file, none swapped or torn

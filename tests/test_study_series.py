@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
 from dcmweb_static.cli.main import main
-from dcmweb_static.fsutil import read_resource
 
 from .conftest import PYDICOM_DATA
+from .treeutil import read_resource
 
 SERIES = 3
 PER_SERIES = 5

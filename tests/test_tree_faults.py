@@ -122,14 +122,16 @@ def test_kill_9_during_aggregation_leaves_nothing_a_rerun_keeps(inputs: list[Pat
 def test_live_runs_scratch_is_kept_and_dead_ones_removed(inputs: list[Path],
                                                          tmp_path: Path) -> None:
     """Liveness is a lock a live run holds, not a pid that may be reused."""
-    from dcmweb_static import fsutil
+    from dcmweb_static.store import LocalStore
+    from dcmweb_static.store.local import SCRATCH_LOCK
 
     out = tmp_path / "out"
-    with fsutil.scratch_area(out) as live:
+    with LocalStore(out).session() as area:
+        live = Path(area.path)
         (live / "half").write_bytes(b"x")
         dead = out / ".tmp" / f"run-{os.getpid()}-1"  # a live pid, but nobody holds its lock
         dead.mkdir()
-        (dead / fsutil.SCRATCH_LOCK).touch()
+        (dead / SCRATCH_LOCK).touch()
         (dead / "half").write_bytes(b"x")
         assert dcmweb("convert", inputs[0], "-d", out, "-q").returncode == 0
         assert (live / "half").exists() and not dead.exists()
@@ -152,7 +154,7 @@ def small_fs(size_kib: int) -> Iterator[Path]:
 
 FAULT_AFTER_LAST_COMMIT = """
     import os, subprocess
-    from dcmweb_static.hookspecs import hookimpl
+    from dcmweb_static import hookimpl
 
     seen = 0
 
@@ -288,16 +290,15 @@ def test_a_dangling_lock_link_is_not_followed(inputs: list[Path], tmp_path: Path
 
 
 def test_a_plugin_result_folder_link_is_not_followed(inputs: list[Path], tmp_path: Path) -> None:
-    from dcmweb_static.plugins import manager as plugins
-    from dcmweb_static.plugins.api import ResultFile
-    from dcmweb_static.plugins.hookspecs import hookimpl
+    from dcmweb_static import ResultFile, hookimpl
+    from dcmweb_static.cli.main import plugin_manager
 
     class Counter:
         @hookimpl
         def series_results(self, series):
             return [ResultFile("_acme", "n.txt", str(series.instance_count).encode())]
 
-    pm = plugins.get_plugin_manager()
+    pm = plugin_manager()
     counter = Counter()
     pm.register(counter, name="acme-counter")
     try:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions
+from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.tree import urls
 
 from .servers import dcmweb_serve, nginx

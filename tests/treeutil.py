@@ -15,10 +15,11 @@ from pydicom.tag import Tag
 from pydicom.valuerep import DS, IS
 from pydicom.values import convert_value
 
-from dcmweb_static import layout
 from dcmweb_static.encode.multipart import BOUNDARY
 from dcmweb_static.run.batch import Converter
-from dcmweb_static.run.instance import ConvertOptions, InstanceResult
+from dcmweb_static.run.options import ConvertOptions
+from dcmweb_static.run.result import InstanceResult
+from dcmweb_static.tree import urls
 
 BINARY = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 
@@ -30,7 +31,7 @@ def convert(paths: list[Path], out: Path, jobs: int = 1, **options: Any) -> list
 
 def instance_folder(out: Path, result: InstanceResult) -> Path:
     assert result.study_uid and result.series_uid and result.sop_uid
-    return layout.instance_dir(out, result.study_uid, result.series_uid, result.sop_uid)
+    return out / urls.instance_path(result.study_uid, result.series_uid, result.sop_uid)
 
 
 def read_part(path: Path) -> tuple[dict[str, str], bytes]:
@@ -108,3 +109,12 @@ def frame_bodies(folder: Path) -> list[tuple[dict[str, str], bytes]]:
     frames = folder / "frames"
     count = len(list(frames.iterdir()))
     return [read_part(frames / str(n)) for n in range(1, count + 1)]
+
+
+def read_resource(path: str | Path) -> bytes | None:
+    """The bytes of resource `path` of a folder tree, from `path.gz` or `path`."""
+    path = Path(path)
+    packed = path.with_name(path.name + ".gz")
+    if packed.is_file():
+        return gzip.decompress(packed.read_bytes())
+    return path.read_bytes() if path.is_file() else None

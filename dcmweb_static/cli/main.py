@@ -13,15 +13,15 @@ import click
 import orjson
 
 from .. import __version__
-from ..encode.dedup import rebuild_instances
 from ..encode.dicom_json import BulkThresholds
-from ..fsutil import describe
+from ..errors import OptionError
 from ..index.aggregate import aggregate, all_studies
+from ..index.deduplicated import rebuild_instances
 from ..p10.parse import MAX_INFLATED_SIZE
 from ..pathnames import display_path
 from ..plugins.manager import (
-    OptionError,
     PluginFailures,
+    PluginManager,
     get_plugin_manager,
     plugin_summaries,
     prepare_transforms,
@@ -29,10 +29,23 @@ from ..plugins.manager import (
 )
 from ..run.batch import Converter
 from ..run.inputs import InputSpool, iter_input_files, output_overlap
-from ..run.instance import ConvertOptions, InstanceResult
+from ..run.options import ConvertOptions
 from ..run.report import ExitCode, write_report
+from ..run.result import InstanceResult
 from ..run.stopping import Interrupted
 from ..serve.nginx import nginx_server_block
+from ..store import LocalStore
+from ..store import describe_os_error as describe
+
+_plugins: PluginManager | None = None
+
+
+def plugin_manager() -> PluginManager:
+    """The command line's plugin manager: made once per process, handed to the library."""
+    global _plugins
+    if _plugins is None:
+        _plugins = get_plugin_manager()
+    return _plugins
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +58,7 @@ def _plugin_options(names: tuple[str, ...], values: tuple[str, ...], output: Pat
                     quiet: bool) -> dict[str, dict[str, str]]:
     """Checked options per transform, prepared by each transform's plugin."""
     try:
-        options, notices = prepare_transforms(names, values, output)
+        options, notices = prepare_transforms(plugin_manager(), names, values, output)
     except OptionError as exc:
         raise click.UsageError(str(exc)) from None
     if not quiet:
@@ -86,7 +99,8 @@ def nginx_config(output: Path, listen: str) -> None:
 @main.command(name="plugins")
 def list_plugins() -> None:
     """List installed plugins, the hooks they implement and the transforms they register."""
-    click.echo(orjson.dumps(plugin_summaries(), option=orjson.OPT_INDENT_2).decode())
+    summaries = plugin_summaries(plugin_manager())
+    click.echo(orjson.dumps(summaries, option=orjson.OPT_INDENT_2).decode())
 
 
 class _NoProgress:
@@ -166,7 +180,9 @@ def index(output: Path, use_gzip: bool, base_url: str | None) -> None:
     _existing_tree(output)
     failures = PluginFailures()
     try:
-        count = aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url,
+        store = LocalStore(output)
+        count = aggregate(store, all_studies(store), plugin_manager(), gzip=use_gzip,
+                          base_url=base_url,
                           failures=failures)
     except OSError as exc:
         raise _tree_error(output, exc) from None
@@ -190,8 +206,9 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
     _existing_tree(output)
     failures = PluginFailures()
     try:
-        count = rebuild_instances(output, gzip=use_gzip)
-        aggregate(output, all_studies(output), gzip=use_gzip, base_url=base_url,
+        store = LocalStore(output)
+        count = rebuild_instances(store, gzip=use_gzip)
+        aggregate(store, all_studies(store), plugin_manager(), gzip=use_gzip, base_url=base_url,
                   failures=failures)
     except OSError as exc:
         raise _tree_error(output, exc) from None
@@ -267,7 +284,8 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
                                         + (f": {result.reason}" if result.reason else "")),
                            file=sys.stderr)
 
-    converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False)
+    converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
+                          plugin_manager=plugin_manager())
     summary = None
     try:
         summary = converter.run(files)
@@ -299,7 +317,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
 
 def _add_plugin_commands() -> None:
     """Commands from plugins; a plugin that fails here is left out, the others' stay."""
-    pm = get_plugin_manager()
+    pm = plugin_manager()
     run_hook(pm, "register_commands", {"cli": main},
              on_error=lambda error: pm.leave_out(error.plugin, f"failed in {error.hook}: "
                                                                f"{error.detail}"))

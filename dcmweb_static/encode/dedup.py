@@ -7,24 +7,12 @@ same serializer), which `dcmweb rebuild` and the aggregation rely on."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
-from ..fsutil import (
-    atomic_write,
-    gzip_bytes,
-    read_resource,
-    scratch_area,
-    tree_dirs,
-    write_resource,
-)
 from . import jsonio
+from .gzip_stream import gzip_bytes
 
 Json = dict[str, Any]
-DEDUP_DIR = "deduplicated"
-#: the instance record as staged inside an instance folder; moved to record_path() when
-#: the instance is committed, so it appears together with the instance
-STAGED_RECORD = ".deduplicated.json.gz"
 LEVELS = ("patient", "study", "series", "image")
 
 _STUDY = {
@@ -68,64 +56,17 @@ def join(parts: dict[str, Json], remainder: Json) -> Json:
     return dict(sorted(merged.items()))
 
 
-def extract_path(root: Path, digest: str) -> Path:
-    return root / DEDUP_DIR / "extracts" / digest[:2] / f"{digest}.json"
-
-
-def record_path(root: Path, study: str, series: str, sop: str) -> Path:
-    return root / DEDUP_DIR / "instances" / study / series / f"{sop}.json"
-
-
-def store_extract(root: Path, extract: Json) -> str:
-    """Write `extract` once under its content hash; concurrent writers write the same bytes."""
-    data = jsonio.dumps(extract)  # key order as written: joining must give the same bytes
-    digest = hashlib.sha256(data).hexdigest()
-    path = extract_path(root, digest)
-    packed = path.with_name(path.name + ".gz")
-    tree_dirs(root, path.parent)  # a link on the way is refused, even if nothing is written
-    if not packed.exists():
-        atomic_write(root, packed, gzip_bytes(data))
-    return digest
-
-
-def instance_record(root: Path, document: Json) -> bytes:
-    """Store the shared extracts of `document`; return the instance record's JSON."""
+def instance_parts(document: Json) -> tuple[dict[str, bytes], bytes]:
+    """The shared extracts of `document` (digest → gzip bytes) and the instance record
+    (gzip bytes) that names them. Both are staged by the worker and stored by the parent
+    (extracts only where not stored yet: concurrent writers write the same bytes)."""
     parts, remainder = split(document)
-    hashes = {level: store_extract(root, part) for level, part in parts.items()}
-    return jsonio.dumps({"parts": hashes, "remainder": remainder})
-
-
-def load_document(root: Path, study: str, series: str, sop: str) -> Json | None:
-    """The full instance metadata object from the deduplicated form, or None."""
-    data = read_resource(record_path(root, study, series, sop))
-    if data is None:
-        return None
-    record = jsonio.loads(data)
-    parts = {}
-    for level, digest in record["parts"].items():
-        extract = read_resource(extract_path(root, digest))
-        if extract is None:
-            raise FileNotFoundError(f"deduplicated extract {digest} is missing")
-        parts[level] = jsonio.loads(extract)
-    return join(parts, record["remainder"])
-
-
-def rebuild_instances(root: Path, gzip: bool = True) -> int:
-    """Write every instance's metadata file from its deduplicated record; returns the count."""
-    with scratch_area(root):
-        return _rebuild_instances(root, gzip)
-
-
-def _rebuild_instances(root: Path, gzip: bool) -> int:
-    count = 0
-    records = root / DEDUP_DIR / "instances"
-    for packed in sorted(records.glob("*/*/*.json.gz")):
-        series, study = packed.parent.name, packed.parent.parent.name
-        sop = packed.name[: -len(".json.gz")]
-        document = load_document(root, study, series, sop)
-        folder = root / "studies" / study / "series" / series / "instances" / sop
-        if document is None or not folder.is_dir():
-            continue
-        write_resource(root, folder / "metadata", jsonio.dumps([document]), gzip)
-        count += 1
-    return count
+    extracts: dict[str, bytes] = {}
+    hashes = {}
+    for level, part in parts.items():
+        data = jsonio.dumps(part)  # key order as written: joining must give the same bytes
+        digest = hashlib.sha256(data).hexdigest()
+        extracts[digest] = gzip_bytes(data)
+        hashes[level] = digest
+    record = jsonio.dumps({"parts": hashes, "remainder": remainder})
+    return extracts, gzip_bytes(record)

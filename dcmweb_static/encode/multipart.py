@@ -13,7 +13,6 @@ import os
 import re
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ConversionError
@@ -147,8 +146,7 @@ def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bo
     return found, (tail + bytes(data[max(0, n - keep): n]))[-keep:]
 
 
-def read_part_body(path) -> bytes:
+def part_body(data: bytes) -> bytes:
     """The payload of a single-part file written here."""
-    data = Path(path).read_bytes()
     start = data.index(b"\r\n\r\n") + 4
     return data[start: len(data) - len(PART_FOOTER)]

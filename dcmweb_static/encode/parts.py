@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import ConversionError
 from ..p10.frames import SWAP_WORD, Frame
@@ -12,19 +11,25 @@ from ..p10.transfer_syntax import OCTET_STREAM
 from .multipart import COPY_BLOCK, PART_FOOTER, BoundaryChecker, PayloadCopier, part_header
 
 
-class BulkWriter:
-    """Writes each bulk value as a single-part multipart file; returns its BulkDataURI."""
+class PartFiles(Protocol):
+    """Where part files are created (a staged instance folder)."""
 
-    def __init__(self, folder: Path, uri_prefix: str, copier: PayloadCopier):
-        self.folder = folder
+    def open(self, name: str) -> BinaryIO: ...
+
+
+class BulkWriter:
+    """Writes each bulk value as a single-part multipart file `bulkdata/<name>`; returns
+    its BulkDataURI."""
+
+    def __init__(self, files: PartFiles, uri_prefix: str, copier: PayloadCopier):
+        self.files = files
         self.uri_prefix = uri_prefix
         self.copier = copier
         self.written = 0
         self._header = part_header(OCTET_STREAM)
 
     def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
-        self.folder.mkdir(exist_ok=True)
-        with open(self.folder / name, "wb", buffering=0) as out:
+        with self.files.open(f"bulkdata/{name}") as out:
             out.write(self._header)
             if data is not None:
                 BoundaryChecker().feed(data, len(data))
@@ -38,22 +43,22 @@ class BulkWriter:
         return f"{self.uri_prefix}bulkdata/{name}?offset={len(self._header)}&length={length}"
 
 
-def write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) -> int:
-    with open(path, "wb", buffering=0) as out:
-        out.write(header)
-        if frame.swapped_length is not None:
-            length = _write_swapped(out, frame, copier)
-        elif frame.bit_length is None:
-            length = copier.copy(out, frame.segments)
-        else:
-            (offset, size), = frame.segments
-            packed = int.from_bytes(copier.read_at(offset, size), "little") >> frame.bit_offset
-            packed &= (1 << frame.bit_length) - 1
-            data = packed.to_bytes(frame.length, "little")
-            BoundaryChecker().feed(data, len(data))
-            out.write(data)
-            length = len(data)
-        out.write(PART_FOOTER)
+def write_frame(out: BinaryIO, header: bytes, frame: Frame, copier: PayloadCopier) -> int:
+    """Write one frame's part into `out` (a new, unbuffered file); returns its size."""
+    out.write(header)
+    if frame.swapped_length is not None:
+        length = _write_swapped(out, frame, copier)
+    elif frame.bit_length is None:
+        length = copier.copy(out, frame.segments)
+    else:
+        (offset, size), = frame.segments
+        packed = int.from_bytes(copier.read_at(offset, size), "little") >> frame.bit_offset
+        packed &= (1 << frame.bit_length) - 1
+        data = packed.to_bytes(frame.length, "little")
+        BoundaryChecker().feed(data, len(data))
+        out.write(data)
+        length = len(data)
+    out.write(PART_FOOTER)
     return len(header) + length + len(PART_FOOTER)
 
 
@@ -90,7 +95,7 @@ def frame_copy_threads(pixel_data_bytes: int) -> int:
     return 2 if pixel_data_bytes >= PARALLEL_COPY_BYTES else 1
 
 
-def write_frames(folder: Path, header: bytes, frames: list[Frame], copier: PayloadCopier,
+def write_frames(files: PartFiles, header: bytes, frames: list[Frame], copier: PayloadCopier,
                  threads: int = 1) -> int:
     """Write every frame file; `threads` > 1 copies several frames at once.
 
@@ -99,7 +104,8 @@ def write_frames(folder: Path, header: bytes, frames: list[Frame], copier: Paylo
     3.39 s to 2.37 s on 2 cores (docs/performance.md). Small files stay on one thread.
     """
     def write(number: int, frame: Frame) -> int:
-        return write_frame(folder / str(number), header, frame, copier)
+        with files.open(f"frames/{number}") as out:
+            return write_frame(out, header, frame, copier)
 
     if threads <= 1 or len(frames) < 2:
         return sum(write(n, frame) for n, frame in enumerate(frames, start=1))

@@ -10,12 +10,12 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from ..errors import QueryError
+
 Json = dict[str, Any]
 PAGING = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
-class QueryError(ValueError):
-    """A query parameter that cannot be answered: sent back as 400."""
 
 
 def _tag_key(name: str) -> str:

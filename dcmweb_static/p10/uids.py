@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+from ..errors import InvalidUIDError
+
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
-class InvalidUIDError(ValueError):
-    """A UID that cannot be used as a path component."""
 
 
 def check_uid(value: object, name: str) -> str:

@@ -7,7 +7,7 @@ here, so no plugin can write outside the folder it belongs to.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,15 +15,12 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from ..encode import jsonio
-from ..errors import ConversionError
-from ..fsutil import atomic_write, tree_dirs
+from ..errors import ResultNameError
 
 FOLDER_NAME = re.compile(r"_[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-class ResultNameError(ConversionError, ValueError):
-    """A plugin asked for a folder or file name that could leave its folder."""
 
 
 @dataclass(frozen=True)
@@ -44,21 +41,12 @@ class ResultFile:
             raise ResultNameError(f"result {self.folder}/{self.name} data must be bytes")
 
 
-def write_results(root: Path, level_folder: Path, results: list[ResultFile]) -> list[str]:
-    """Write results under `level_folder` (inside the tree `root`), each folder replaced
-    whole; returns folder names."""
+def by_folder(results: list[ResultFile]) -> dict[str, list[ResultFile]]:
+    """Results grouped by their result folder (each folder is written whole)."""
     folders: dict[str, list[ResultFile]] = {}
     for result in results:
         folders.setdefault(result.folder, []).append(result)
-    for name, files in folders.items():
-        target = level_folder / name
-        tree_dirs(root, target)  # a link there is refused before anything is removed
-        for stale in target.glob("*"):
-            if stale.is_file() and stale.name not in {f.name for f in files}:
-                stale.unlink()
-        for result in files:
-            atomic_write(root, target / result.name, result.data)
-    return sorted(folders)
+    return folders
 
 
 @dataclass
@@ -82,14 +70,18 @@ class InstanceView:
 
 @dataclass
 class SeriesView:
+    """A series as its study/series files are rebuilt. `read_instance(sop)` is the tree
+    reader's: the view reads the tree through it, wherever the tree is stored."""
+
     study_uid: str
     series_uid: str
     sop_uids: list[str]  # sorted by Instance Number
-    root: Path
+    read_instance: Callable[[str], bytes | None] = field(repr=False)
 
     @property
-    def folder(self) -> Path:
-        return self.root / "studies" / self.study_uid / "series" / self.series_uid
+    def folder(self) -> str:
+        """The series' name in the tree (`studies/<st>/series/<se>`)."""
+        return f"studies/{self.study_uid}/series/{self.series_uid}"
 
     @property
     def instance_count(self) -> int:
@@ -98,10 +90,8 @@ class SeriesView:
     def instances(self) -> Iterator[dict[str, Any]]:
         """The instance metadata objects, sorted, read one at a time (a series can hold
         thousands: they are not all kept in memory)."""
-        from ..index.aggregate import instance_document
-
         for sop in self.sop_uids:
-            data = instance_document(self.root, self.study_uid, self.series_uid, sop)
+            data = self.read_instance(sop)
             if data is not None:
                 yield jsonio.loads(data)
 
@@ -110,4 +100,8 @@ class SeriesView:
 class StudyView:
     study_uid: str
     series: list[SeriesView]
-    folder: Path
+
+    @property
+    def folder(self) -> str:
+        """The study's name in the tree (`studies/<st>`)."""
+        return f"studies/{self.study_uid}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from ..errors import ConversionError
+from ..errors import OptionError, PluginError, describe
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "dcmweb"
@@ -35,24 +35,6 @@ TransformFunction = Callable[[Any, Mapping[str, str]], None]
 PrepareFunction = Callable[[dict[str, str], Path], Iterable[str] | None]
 
 
-class OptionError(ValueError):
-    """Transform options that cannot be used: the run is refused as a usage error."""
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception (a reason in the report, a warning line): our own
-    errors by message, others with their type; a multi-line message joined with '; '."""
-    text = str(exc) if isinstance(exc, ConversionError) else f"{type(exc).__name__}: {exc}"
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-class PluginError(ConversionError):
-    """A plugin's hook or transform raised: the reason names the plugin and the hook."""
-
-    def __init__(self, plugin: str, hook: str, exc: BaseException, context: str = "") -> None:
-        self.plugin, self.hook, self.detail = plugin, hook, describe(exc)
-        where = f" ({context})" if context else ""
-        super().__init__(f"plugin {plugin!r} failed in {hook}: {self.detail}{where}")
 
 
 @dataclass(frozen=True)
@@ -107,14 +89,11 @@ def _unknown_hooks(pm: PluginManager, plugin: object) -> list[str]:
                       for impl in caller.get_hookimpls()))
 
 
-_manager: PluginManager | None = None
-
-
 def get_plugin_manager() -> PluginManager:
-    """The process's plugin manager; a plugin that fails to load is left out."""
-    global _manager
-    if _manager is not None:
-        return _manager
+    """A new plugin manager with the built-in and the installed plugins; a plugin that
+    fails to load is left out. The caller keeps it and passes it on (the CLI makes one
+    per process; a library caller or a test may make its own, or build an empty
+    `PluginManager` and register what it wants)."""
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
@@ -141,7 +120,6 @@ def get_plugin_manager() -> PluginManager:
             pm.leave_out(name, f"implements {', '.join(map(repr, unknown))}, not a dcmweb "
                                "hook (misspelt?)")
     transforms(pm)  # now, so a plugin broken there is left out before any command runs
-    _manager = pm
     return pm
 
 
@@ -193,11 +171,10 @@ class PluginFailures:
                 for entry in self.found.values()]
 
 
-def transforms(pm: PluginManager | None = None) -> dict[str, Transform]:
+def transforms(pm: PluginManager) -> dict[str, Transform]:
     """Every registered transform by name. A plugin whose register_transforms raises, or
     that registers a name another plugin has, is left out."""
-    pm = pm or get_plugin_manager()
-    if pm.transforms is not None:
+    if getattr(pm, "transforms", None) is not None:
         return pm.transforms
     found: dict[str, Transform] = {}
     for impl in list(pm.hook.register_transforms.get_hookimpls()):  # registration order
@@ -225,12 +202,12 @@ def transforms(pm: PluginManager | None = None) -> dict[str, Transform]:
     return found
 
 
-def prepare_transforms(names: Iterable[str], values: Iterable[str],
+def prepare_transforms(pm: PluginManager, names: Iterable[str], values: Iterable[str],
                        output: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Options per transform from ``NAME.KEY=VALUE`` items, checked against what each
     transform declares and given to its `prepare` in the parent before the run.
     Returns (options, notices); raises OptionError for anything unusable."""
-    available = transforms()
+    available = transforms(pm)
     options: dict[str, dict[str, str]] = {}
     for name in names:
         if name not in available:
@@ -264,10 +241,9 @@ def prepare_transforms(names: Iterable[str], values: Iterable[str],
     return options, notices
 
 
-def plugin_summaries(pm: PluginManager | None = None) -> list[dict[str, Any]]:
+def plugin_summaries(pm: PluginManager) -> list[dict[str, Any]]:
     """For `dcmweb plugins`: each plugin with its hooks, transforms and their options;
     broken plugins with the reason they were left out."""
-    pm = pm or get_plugin_manager()
     registered = transforms(pm)
     out = []
     for name, plugin in pm.list_name_plugin():

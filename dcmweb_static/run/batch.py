@@ -9,9 +9,9 @@ time so the one that kills its worker is reported and the rest are converted.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import resource
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,42 +20,57 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..encode.multipart import COPY_BLOCK
-from ..fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, tree_lock
+import pluggy
+
 from ..index.aggregate import aggregate
 from ..pathnames import display_path
 from ..plugins.manager import get_plugin_manager, run_hook
+from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error
 from .commit import commit_instance
 from .inputs import InputSpool, iter_input_files
-from .instance import ConvertOptions, InstanceResult, convert_file
+from .instance import InstanceConverter
+from .options import ConvertOptions
 from .report import RunSummary
+from .result import InstanceResult
 from .sop_registry import Committed, SopRegistry
+from .source import Source
 from .stopping import Interrupted, StopRequest, stop_on_signals
 
 #: how often (seconds) the parent looks for a stop request while it waits for workers
 STOP_POLL_SECONDS = 0.1
 
-_WORKER_BUFFER: bytearray | None = None
+
+class _Worker:
+    """What a worker process keeps for the run: set once by the pool's initializer from
+    what the parent passed (options, its plugin manager, the staging area)."""
+
+    converter: InstanceConverter | None = None
+    staging: StagingArea | None = None
 
 
-def _convert_in_worker(path: str, options: ConvertOptions, staging_root: str) -> InstanceResult:
-    global _WORKER_BUFFER
-    if _WORKER_BUFFER is None:
-        _WORKER_BUFFER = bytearray(COPY_BLOCK)
-        adopt_scratch(options.output, Path(staging_root))  # if not inherited by fork
-    return convert_file(path, options, Path(staging_root), _WORKER_BUFFER)
+def convert_source(converter: InstanceConverter, source: Source,
+                   staging: StagingArea) -> InstanceResult:
+    """One input in a worker (a seam for tests that need a worker to die on a file)."""
+    return converter.convert(source, staging)
 
 
-def _convert_chunk(paths: list[str], options: ConvertOptions,
-                   staging_root: str) -> list[InstanceResult]:
-    results = [_convert_in_worker(path, options, staging_root) for path in paths]
+def _convert_in_worker(path: str) -> InstanceResult:
+    assert _Worker.converter is not None and _Worker.staging is not None
+    return convert_source(_Worker.converter, Source.from_path(path), _Worker.staging)
+
+
+def _convert_chunk(paths: list[str]) -> list[InstanceResult]:
+    results = [_convert_in_worker(path) for path in paths]
     results[-1].worker_peak_rss_kib = peak_rss_kib()
     return results
 
 
-def _init_worker() -> None:
+def _init_worker(options: ConvertOptions, plugin_manager: pluggy.PluginManager,
+                 staging: StagingArea) -> None:
     """Workers leave signals to the parent, which stops them (Ctrl-C in a terminal
     reaches the whole process group); SIGTERM, as the parent sends it, ends them."""
+    _Worker.converter = InstanceConverter(options, plugin_manager)
+    _Worker.staging = staging
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -75,10 +90,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 @contextmanager
-def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+def _worker_pool(jobs: int, setup: tuple[ConvertOptions, pluggy.PluginManager, StagingArea]
+                 ) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers are stopped, not waited for, when the parent leaves
-    it by an exception (a stop request, or a bug while handling a result)."""
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
+    it by an exception (a stop request, or a bug while handling a result). Forked: the
+    workers inherit the parent's plugin manager as it is (a test's own included)."""
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_init_worker, initargs=setup)
     try:
         yield pool
     except BaseException:
@@ -125,8 +143,13 @@ class Converter:
 
     def __init__(self, options: ConvertOptions, jobs: int | None = None,
                  on_result: Callable[[InstanceResult], None] | None = None,
-                 keep_results: bool = True) -> None:
+                 keep_results: bool = True, *, store: Store | None = None,
+                 plugin_manager: pluggy.PluginManager | None = None) -> None:
         self.options = options
+        #: where the tree is written (default: the folder `options.output`)
+        self.store: Store = store if store is not None else LocalStore(options.output)
+        #: the plugins of this run (default: the installed ones)
+        self.pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.on_result = on_result or (lambda result: None)
         #: False: results only go to the spooled report (memory flat for any batch size)
@@ -156,12 +179,9 @@ class Converter:
         stage = "cannot use the output folder"
         try:
             with stop_on_signals() as self._stop:
-                with tree_lock(root, wait=False) as locked:  # a killed run's debris goes first
-                    if locked:
-                        clean_stale_scratch(root)
-                with scratch_area(root) as staging_root:  # staged instances and temp files
+                with self.store.session() as staging:  # staged instances (and temp files)
                     try:
-                        self._run_pool(spool, str(staging_root), summary)
+                        self._run_pool(spool, staging, summary)
                     except KeyboardInterrupt:
                         raise  # stop fast: no aggregation
                     except BaseException:
@@ -173,7 +193,7 @@ class Converter:
                     stage = "study and series files not (all) updated"
                     self._aggregate(summary)
         except OSError as exc:  # the tree is unusable (full, read-only, a link in it)
-            summary.error = f"{stage}: {describe(exc)}"
+            summary.error = f"{stage}: {describe_os_error(exc)}"
         except KeyboardInterrupt as exc:
             stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
             summary.interrupted = stopped.signum
@@ -197,7 +217,7 @@ class Converter:
 
     def _aggregate(self, summary: RunSummary) -> None:
         aggregated = time.perf_counter()
-        aggregate(self.options.output, summary.touched_studies, gzip=self.options.gzip,
+        aggregate(self.store, summary.touched_studies, self.pm, gzip=self.options.gzip,
                   base_url=self.options.base_url, failures=summary.plugin_failures)
         summary.timings["aggregate"] = time.perf_counter() - aggregated
 
@@ -217,7 +237,7 @@ class Converter:
             released = self._waiting.pop(self._released)
             self._released += 1
             self.on_result(released)
-            run_hook(get_plugin_manager(), "instance_converted",
+            run_hook(self.pm, "instance_converted",
                      {"record": released.report_record()}, on_error=summary.plugin_failures.add)
 
     def _commit(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
@@ -228,19 +248,18 @@ class Converter:
         assert result.staging and result.sop_uid and result.study_uid and result.series_uid
         if self._sops is None:
             self._sops = SopRegistry()
-        staging, result.staging = Path(result.staging), None
+        staged, result.staging = StagedInstance(result.staging), None
         sop = result.sop_uid
         first = self._sops.winner(sop)
         if first is not None and first.index < index:
-            shutil.rmtree(staging, ignore_errors=True)
+            staged.remove()
             _mark_duplicate(result, first)
             self._remember(sop, index, result, winner=False)
             return
         try:
-            commit_instance(self.options.output, staging, result.study_uid,
-                            result.series_uid, sop)
+            commit_instance(self.store, staged, result.study_uid, result.series_uid, sop)
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            staged.remove()
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
         summary.touched_studies.add(result.study_uid)  # in the tree: it must be indexed
@@ -271,7 +290,7 @@ class Converter:
         if self.keep_results:
             self._kept[index] = result
 
-    def _run_pool(self, paths: InputSpool, staging_root: str, summary: RunSummary) -> None:
+    def _run_pool(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
         # several files per task (less inter-process traffic per file), fewer as the
         # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
@@ -280,7 +299,7 @@ class Converter:
         submitted = 0
         while more:
             crashed: list[tuple[int, str]] = []
-            with _worker_pool(self.jobs) as pool:
+            with _worker_pool(self.jobs, (self.options, self.pm, staging)) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
                 while not crashed:
                     while more and len(running) < window:
@@ -289,8 +308,7 @@ class Converter:
                         submitted += len(items)
                         more = len(items) == chunk
                         if items:
-                            future = pool.submit(_convert_chunk, [p for _, p in items],
-                                                 self.options, staging_root)
+                            future = pool.submit(_convert_chunk, [p for _, p in items])
                             running[future] = items
                     if not running:
                         break
@@ -308,12 +326,12 @@ class Converter:
                 for items in running.values():
                     crashed.extend(items)
             for index, path in sorted(crashed):
-                self._run_isolated(index, path, staging_root, summary)
+                self._run_isolated(index, path, staging, summary)
 
-    def _run_isolated(self, index: int, path: str, staging_root: str,
+    def _run_isolated(self, index: int, path: str, staging: StagingArea,
                       summary: RunSummary) -> None:
-        with _worker_pool(1) as pool:
-            future = pool.submit(_convert_in_worker, path, self.options, staging_root)
+        with _worker_pool(1, (self.options, self.pm, staging)) as pool:
+            future = pool.submit(_convert_in_worker, path)
             while not wait([future], STOP_POLL_SECONDS).done:
                 self._stop.check()
             try:

@@ -9,13 +9,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import NotRegularFile
+
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
           (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
           (stat.S_ISSOCK, "socket"))
 
 
-class NotRegularFile(OSError):
-    """An input that is not a regular file (a FIFO, a device, ...): skipped, not read."""
 
 
 def _check_regular(mode: int) -> None:

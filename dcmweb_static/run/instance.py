@@ -1,100 +1,45 @@
-"""Convert one P10 file into a staged instance folder (metadata, frames, bulk data, info).
+"""Convert one source into a staged instance folder (metadata, frames, bulk data, info).
 
-The folder is built under the output's staging area and moved into the tree by
-`commit_instance`, so an instance appears whole or not at all. `convert_file` never
-raises: every outcome, failures included, is a `InstanceResult`.
+The folder is staged in the run's staging area and committed into the tree by the
+parent, so an instance appears whole or not at all. `InstanceConverter.convert` never
+raises: every outcome, failures included, is an `InstanceResult`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import traceback
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import orjson
+import pluggy
 from pydicom.dataset import Dataset
 
-from .. import layout
 from ..encode import dedup, jsonio
-from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
+from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, JsonEncoder
+from ..encode.gzip_stream import gzip_bytes
 from ..encode.info_record import build_info
-from ..encode.multipart import COPY_BLOCK, PayloadCopier, content_type, part_header, read_part_body
+from ..encode.multipart import COPY_BLOCK, PayloadCopier, content_type, part_body, part_header
 from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
-from ..errors import ConversionError, UnframeableError
-from ..fsutil import GZIP_LEVEL, gzip_bytes
+from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
 from ..p10.frames import FrameLayout, frame_layout
-from ..p10.parse import MAX_INFLATED_SIZE, ParsedP10, parse_p10
+from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
 from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
-from ..p10.uids import InvalidUIDError, check_uid
-from ..pathnames import display_path, path_fields
-from ..plugins import manager as plugins
-from ..plugins.api import InstanceView, write_results
-from .inputs import NotRegularFile, open_regular
+from ..p10.uids import check_uid
+from ..plugins.api import InstanceView, by_folder
+from ..plugins.manager import PluginError, Transform, get_plugin_manager, run_hook, transforms
+from ..store import StagedInstance, StagingArea
+from ..tree import names, urls
+from .options import ConvertOptions
+from .result import InstanceResult
+from .source import Source
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Everything a worker needs; small and picklable."""
-
-    output: Path
-    gzip: bool = True
-    gzip_level: int = GZIP_LEVEL
-    thresholds: BulkThresholds = field(default_factory=BulkThresholds)
-    base_url: str | None = None
-    #: write the deduplicated form; with `instances` also the per-instance metadata files
-    deduplicate: bool = False
-    instances: bool = True
-    #: named transforms (``--plugin``), applied in this order, and their options
-    plugins: tuple[str, ...] = ()
-    plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
-    max_inflated_size: int = MAX_INFLATED_SIZE
-
-
-@dataclass(slots=True)
-class InstanceResult:
-    path: str
-    status: str  # "converted", "failed", "skipped" (and "duplicate", decided when committing)
-    reason: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    sop_uid: str | None = None
-    sha256: str | None = None
-    frames: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    seconds: float = 0.0
-    staging: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
-    timings: dict[str, float] = field(default_factory=dict)
-    #: the worker's peak RSS after this file (set on the last file of a task)
-    worker_peak_rss_kib: int = 0
-
-    def report_record(self) -> dict[str, Any]:
-        record = {
-            **path_fields(self.path),
-            "status": self.status,
-            "reason": display_path(self.reason) if self.reason else None,
-            "study_instance_uid": self.study_uid,
-            "series_instance_uid": self.series_uid,
-            "sop_instance_uid": self.sop_uid,
-            "sha256": self.sha256,
-            "frames": self.frames,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "warnings": [display_path(w) for w in self.warnings] or None,
-        }
-        return {k: v for k, v in record.items() if v is not None}
 
 
 class _Clock:
@@ -125,189 +70,227 @@ def _pixel_vr(parsed: ParsedP10) -> str:
     return "OW" if int(bits or 16) > 8 else "OB"
 
 
-def convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging_root: Path,
-                 buffer: bytearray | None = None) -> InstanceResult:
-    """Convert `path` into a new folder under `staging_root`. Never raises.
+class InstanceConverter:
+    """Converts sources for one run: the options, the plugin manager, the transforms
+    looked up once (not per instance) and one reused copy buffer. Built once per worker
+    process; picklable parts only cross process boundaries."""
 
-    pydicom's warnings about the file (invalid values, VR mismatches) are kept in the
-    result for the report instead of being printed from the worker processes.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = _convert_file(path, options, staging_root, buffer)
-    result.warnings = sorted(set(result.warnings) | {str(w.message) for w in caught})
-    return result
+    def __init__(self, options: ConvertOptions, plugin_manager: pluggy.PluginManager) -> None:
+        self.options = options
+        self.pm = plugin_manager
+        registry = transforms(plugin_manager) if options.plugins else {}
+        self.transforms: list[tuple[str, Transform | None]] = [
+            (name, registry.get(name)) for name in options.plugins]
+        self.buffer = bytearray(COPY_BLOCK)
 
+    def convert(self, source: Source, staging: StagingArea) -> InstanceResult:
+        """Convert `source` into a new folder of `staging`. Never raises.
 
-def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging_root: Path,
-                  buffer: bytearray | None) -> InstanceResult:
-    started = time.perf_counter()
-    result = InstanceResult(path=str(path), status="failed")
-    clock = _Clock(result.timings)
-    staging: Path | None = None
-    buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
-    try:
-        with open_regular(path) as fp, ExitStack() as cleanup:
-            size = os.fstat(fp.fileno()).st_size
-            scan: ScanThread | None = None
-            if size >= OVERLAP_SCAN_BYTES:
-                # a big file: checksum it on a second core while its frames are copied
-                scan = ScanThread(path)
-                scan.start()
-                has_delimiter = False  # assumed; checked when the scan is done
-            else:
-                result.sha256, result.bytes_in, has_delimiter = scan_source(fp, buffer)
-                clock.lap("scan")
-            fp.seek(0)
-            defer = max(options.thresholds.public, options.thresholds.private)
-            parsed = parse_p10(fp, defer_size=defer, scratch_dir=staging_root,
-                               max_inflated_size=options.max_inflated_size)
-            cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
-            if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
-                result.status = "skipped"
-                result.reason = "DICOMDIR (media directory), not an instance"
-                return result
-            ds = parsed.dataset
-            apply_transforms(ds, options)
-            result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
-            result.series_uid = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
-            result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
-            staging = Path(staging_root) / f"{result.sop_uid}.{os.getpid()}.{time.monotonic_ns()}"
-            staging.mkdir(parents=True)
+        pydicom's warnings about the file (invalid values, VR mismatches) are kept in the
+        result for the report instead of being printed from the worker processes."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = self._convert(source, staging)
+        result.warnings = sorted(set(result.warnings) | {str(w.message) for w in caught})
+        return result
+
+    def _convert(self, source: Source, staging: StagingArea) -> InstanceResult:
+        started = time.perf_counter()
+        result = InstanceResult(path=source.name, status="failed")
+        staged: StagedInstance | None = None
+        try:
+            with source.open() as fp, ExitStack() as cleanup:
+                staged = self._stage(source, fp, staging, result, cleanup)
+            if staged is not None:
+                result.status = "converted"
+                result.staging = staged.path
+        except (ConversionError, InvalidUIDError) as exc:
+            result.reason = str(exc)
+        except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
+            result.reason = f"malformed data set: {exc}"
+        except NotRegularFile as exc:
+            result.status, result.reason = "skipped", str(exc)
+        except OSError as exc:
+            result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+        except RecursionError:  # only nesting recurses: pydicom reads undefined-length
+            # items by recursion, and jsonmodel refuses deeper nesting before it recurses
+            result.reason = (f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep "
+                             "(too deep to read)")
+        except Exception as exc:  # an input must never stop the batch; keep the reason
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            result.reason = (f"unexpected {type(exc).__name__}: {exc} "
+                             f"(at {Path(last.filename).name}:{last.lineno})")
+        finally:
+            result.seconds = time.perf_counter() - started
+            if result.status != "converted" and staged is not None:
+                staged.remove()
+        return result
+
+    def _stage(self, source: Source, fp: BinaryIO, staging: StagingArea,
+               result: InstanceResult, cleanup: ExitStack) -> StagedInstance | None:
+        """Scan, parse, transform and write one instance; None when it is skipped."""
+        options, buffer = self.options, self.buffer
+        clock = _Clock(result.timings)
+        size = fp.seek(0, os.SEEK_END)
+        fp.seek(0)
+        scan: ScanThread | None = None
+        if size >= OVERLAP_SCAN_BYTES and source.local_path is not None:
+            # a big file: checksum it on a second core while its frames are copied
+            scan = ScanThread(source.local_path)
+            scan.start()
+            has_delimiter = False  # assumed; checked when the scan is done
+        else:
+            result.sha256, result.bytes_in, has_delimiter = scan_source(fp, buffer)
+            clock.lap("scan")
+        fp.seek(0)
+        defer = max(options.thresholds.public, options.thresholds.private)
+        parsed = parse_p10(fp, defer_size=defer, scratch_dir=staging.path,
+                           max_inflated_size=options.max_inflated_size)
+        cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
+        if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+            result.status = "skipped"
+            result.reason = "DICOMDIR (media directory), not an instance"
+            return None
+        ds = parsed.dataset
+        self.apply_transforms(ds)
+        result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
+        result.series_uid = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
+        result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
+        staged = staging.new_instance(result.sop_uid)
+        try:
             if parsed.payload_has_delimiter is not None:  # payloads are the inflated bytes
                 has_delimiter = parsed.payload_has_delimiter
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
-            written, frames, media_type = _write_instance(parsed, result, options, staging,
-                                                          copier, clock)
+            written, frames, media_type = self._write_instance(parsed, result, staged, copier,
+                                                               clock)
             if scan is not None:
                 result.sha256, result.bytes_in, has_delimiter = scan.outcome()
                 clock.lap("scan")
                 if has_delimiter:  # rare: write it again, every payload checked
-                    shutil.rmtree(staging)
-                    staging.mkdir()
+                    staged.clear()
                     copier = PayloadCopier(parsed.stream, buffer, kernel=False)
-                    written, frames, media_type = _write_instance(parsed, result, options,
-                                                                  staging, copier, clock)
+                    written, frames, media_type = self._write_instance(parsed, result, staged,
+                                                                       copier, clock)
             # info last: it records the checksum, known only now for an overlapped scan
-            result.bytes_out = written + _write_info(parsed, result, options, staging, frames,
-                                                     media_type)
+            result.bytes_out = written + self._write_info(source, parsed, result, staged,
+                                                          frames, media_type)
             clock.lap("write")
-        result.status = "converted"
-        result.staging = str(staging)
-    except (ConversionError, InvalidUIDError) as exc:
-        result.reason = str(exc)
-    except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
-        result.reason = f"malformed data set: {exc}"
-    except NotRegularFile as exc:
-        result.status, result.reason = "skipped", str(exc)
-    except OSError as exc:
-        result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
-    except RecursionError:  # only sequence nesting recurses this deep (pydicom's reader)
-        result.reason = (f"sequences nested more than {jsonio.MAX_SEQUENCE_DEPTH} levels deep "
-                         "(too deep to read)")
-    except Exception as exc:  # an input must never stop the batch; keep the reason
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        result.reason = (f"unexpected {type(exc).__name__}: {exc} "
-                         f"(at {Path(last.filename).name}:{last.lineno})")
-    finally:
-        result.seconds = time.perf_counter() - started
-        if result.status != "converted" and staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return result
+        except BaseException:
+            staged.remove()
+            raise
+        return staged
 
+    def apply_transforms(self, ds: Dataset) -> None:
+        for name, transform in self.transforms:
+            if transform is None:
+                raise ConversionError(f"no transform named {name!r} is installed")
+            try:
+                transform.function(ds, self.options.plugin_options.get(name, {}))
+            except Exception as exc:  # named, so the report says which plugin to look at
+                raise PluginError(transform.plugin, f"transform {name!r}", exc) from exc
 
-def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
-    if not options.plugins:
-        return
-    registry = plugins.transforms()
-    for name in options.plugins:
-        transform = registry.get(name)
-        if transform is None:
-            raise ConversionError(f"no transform named {name!r} is installed")
+    def _write_instance(self, parsed: ParsedP10, result: InstanceResult,
+                        staged: StagedInstance, copier: PayloadCopier, clock: _Clock
+                        ) -> tuple[int, FrameLayout | None, str]:
+        """Write metadata, frames, bulk data and plugin results into `staged`; sets
+        result.frames; returns (bytes written, the frame layout, the frames' media type)."""
+        assert result.study_uid and result.series_uid and result.sop_uid
+        options = self.options
+        pixel = parsed.pixel_data
+        ts = lookup(parsed.transfer_syntax_uid,
+                    pixel_length_undefined=pixel.encapsulated if pixel else None)
+        uri_prefix = ""
+        if options.base_url:
+            uri_prefix = (options.base_url.rstrip("/") + "/"
+                          + urls.instance_path(result.study_uid, result.series_uid,
+                                               result.sop_uid) + "/")
+        bulk = BulkWriter(staged, uri_prefix, copier)
+        encoder = JsonEncoder(options.thresholds, bulk, parsed.stream)
+        metadata = encoder.dataset(parsed.dataset)
+        result.warnings.extend(encoder.warnings)
+        # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
+        # syntax named in metadata and in each frame's part always describes those bytes.
+        frame_syntax = (EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated
+                        else parsed.transfer_syntax_uid)
+        metadata[f"{AVAILABLE_TRANSFER_SYNTAX_UID:08X}"] = {"vr": "UI", "Value": [frame_syntax]}
+        clock.lap("encode")
+        layout = self._frame_layout(parsed, ts, bulk, metadata, result)
+        written = bulk.written
+        if layout is not None:
+            assert pixel is not None
+            metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed),
+                                            "BulkDataURI": f"{uri_prefix}frames"}
+            header = part_header(content_type(ts.media_type, frame_syntax))
+            threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
+            written += write_frames(staged, header, layout.frames, copier, threads)
+        clock.lap("frames")
+        metadata = dict(sorted(metadata.items()))
+        written += self._write_metadata(metadata, staged, clock)
+        frame_count = len(layout.frames) if layout else 0
+        view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax,
+                            parsed.dataset, metadata, frame_count, Path(staged.path),
+                            lambda n: part_body(staged.read(f"frames/{n}")))
+        for results in run_hook(self.pm, "instance_results", {"instance": view}):
+            for folder, files in by_folder(results).items():
+                for item in files:
+                    staged.put(f"{folder}/{item.name}", item.data)
+        result.frames = frame_count
+        return written, layout, ts.media_type
+
+    @staticmethod
+    def _frame_layout(parsed: ParsedP10, ts, bulk: BulkWriter, metadata: dict,
+                      result: InstanceResult) -> FrameLayout | None:
+        pixel = parsed.pixel_data
+        if pixel is None:
+            return None
         try:
-            transform.function(ds, options.plugin_options.get(name, {}))
-        except Exception as exc:  # named, so the report says which plugin to look at
-            raise plugins.PluginError(transform.plugin, f"transform {name!r}", exc) from exc
-
-
-def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
-                    staging: Path, copier: PayloadCopier, clock: _Clock
-                    ) -> tuple[int, FrameLayout | None, str]:
-    """Write metadata, frames, bulk data and plugin results into `staging`; sets
-    result.frames; returns (bytes written, the frame layout, the frames' media type)."""
-    assert result.study_uid and result.series_uid and result.sop_uid
-    ds = parsed.dataset
-    pixel = parsed.pixel_data
-    ts = lookup(parsed.transfer_syntax_uid,
-                pixel_length_undefined=pixel.encapsulated if pixel else None)
-    uri_prefix = ""
-    if options.base_url:
-        uri_prefix = (options.base_url.rstrip("/") + "/"
-                      + layout.instance_url_path(result.study_uid, result.series_uid,
-                                                 result.sop_uid) + "/")
-    bulk = BulkWriter(staging / "bulkdata", uri_prefix, copier)
-    encoder = JsonEncoder(options.thresholds, bulk, parsed.stream)
-    metadata = encoder.dataset(ds)
-    result.warnings.extend(encoder.warnings)
-    # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
-    # syntax named in metadata and in each frame's part always describes those bytes.
-    frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid
-    metadata[f"{AVAILABLE_TRANSFER_SYNTAX_UID:08X}"] = {"vr": "UI", "Value": [frame_syntax]}
-    written = bulk.written
-    clock.lap("encode")
-    layout_: FrameLayout | None = None
-    if pixel is not None:
-        try:
-            layout_ = frame_layout(ds, pixel, ts, parsed.stream)
+            return frame_layout(parsed.dataset, pixel, ts, parsed.stream)
         except UnframeableError as exc:
             # Without Rows/Columns/... there are no frames to cut, but the value is still
             # published whole as bulk data: nothing in the source is dropped.
             result.warnings.append(f"{exc}; Pixel Data published as one bulk data value")
-            start = pixel.value_offset
-            end = pixel.end_offset
+            start, end = pixel.value_offset, pixel.end_offset
             uri = bulk.add(f"{pixel.tag:08X}", None, (start, end - start))
             metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed), "BulkDataURI": uri}
-            written = bulk.written
-    if layout_ is not None:
-        assert pixel is not None
-        metadata[f"{pixel.tag:08X}"] = {"vr": _pixel_vr(parsed),
-                                        "BulkDataURI": f"{uri_prefix}frames"}
-        frames_dir = staging / "frames"
-        frames_dir.mkdir()
-        header = part_header(content_type(ts.media_type, frame_syntax))
-        threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
-        written += write_frames(frames_dir, header, layout_.frames, copier, threads)
-    clock.lap("frames")
-    metadata = dict(sorted(metadata.items()))
-    document = b""
-    if options.deduplicate:
-        record = dedup.instance_record(options.output, metadata)
-        (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
-    if options.instances or not options.deduplicate:
+            return None
+
+    def _write_metadata(self, metadata: dict, staged: StagedInstance, clock: _Clock) -> int:
+        """The instance's metadata file and/or its deduplicated parts; returns the bytes
+        of the metadata file written."""
+        options = self.options
+        if options.deduplicate:
+            extracts, record = dedup.instance_parts(metadata)
+            for digest, data in extracts.items():
+                staged.put(names.staged_extract(digest), data)
+            staged.put(names.STAGED_RECORD, record)
+        if not (options.instances or not options.deduplicate):
+            return 0
         document = jsonio.dumps([metadata])
         clock.lap("encode")
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)
             clock.lap("gzip")
-        (staging / layout.metadata_name(options.gzip)).write_bytes(document)
-    view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax, ds,
-                        metadata, len(layout_.frames) if layout_ else 0, staging,
-                        lambda n: read_part_body(staging / "frames" / str(n)))
-    for results in plugins.run_hook(plugins.get_plugin_manager(), "instance_results",
-                                    {"instance": view}):
-        write_results(options.output, staging, results)
-    result.frames = len(layout_.frames) if layout_ else 0
-    return written + len(document), layout_, ts.media_type
+        return staged.put(urls.resource("instance_metadata").folder_name.rsplit("/", 1)[-1]
+                          + (".gz" if options.gzip else ""), document)
+
+    def _write_info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
+                    staged: StagedInstance, frames: FrameLayout | None, media_type: str) -> int:
+        source_path = os.path.abspath(source.path) if source.path is not None else source.name
+        info = build_info(parsed, source_path=source_path,
+                          source_size=result.bytes_in, sha256=result.sha256 or "",
+                          frames=frames, gzip=self.options.gzip, media_type=media_type,
+                          transforms=self.options.plugins)
+        return staged.put(names.INFO, orjson.dumps(info, option=orjson.OPT_INDENT_2))
 
 
-def _write_info(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
-                staging: Path, frames: FrameLayout | None, media_type: str) -> int:
-    info = build_info(parsed, source_path=os.path.abspath(result.path),
-                      source_size=result.bytes_in, sha256=result.sha256 or "",
-                      frames=frames, gzip=options.gzip, media_type=media_type,
-                      transforms=options.plugins)
-    info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
-    (staging / "info").write_bytes(info_bytes)
-    return len(info_bytes)
-
+def convert_file(path: str | os.PathLike[str], options: ConvertOptions,
+                 staging_root: str | os.PathLike[str],
+                 plugin_manager: pluggy.PluginManager | None = None) -> InstanceResult:
+    """Convert one file into a new folder under `staging_root` (made if missing), outside
+    any batch: for scripts and tests. A batch uses `Converter`; a receiver, one
+    `InstanceConverter` and `Source.from_bytes` / `from_stream`."""
+    os.makedirs(staging_root, exist_ok=True)
+    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
+    return InstanceConverter(options, pm).convert(Source.from_path(path),
+                                                  StagingArea(os.fspath(staging_root)))

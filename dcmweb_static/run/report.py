@@ -17,7 +17,8 @@ import orjson
 from .. import __version__
 from ..pathnames import path_fields
 from ..plugins.manager import PluginFailures
-from .instance import InstanceResult
+from ..store import write_file
+from .result import InstanceResult
 
 
 class ExitCode(enum.IntEnum):
@@ -135,16 +136,14 @@ class RunSummary:
 
 
 def write_report(summary: RunSummary, path: Path) -> None:
-    """The run report as JSON, streamed from the spool: one record per input."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """The run report as JSON, streamed from the spool: one record per input; written
+    atomically (a full disk leaves no half report beside it)."""
+    write_file(path, _report_chunks(summary))
+
+
+def _report_chunks(summary: RunSummary) -> Iterator[bytes]:
     head = orjson.dumps(summary.report_head(), option=orjson.OPT_INDENT_2)
-    try:
-        with open(tmp, "wb") as out:
-            out.write(head[:-2] + b',\n  "files": [')
-            for n, record in enumerate(summary.records()):
-                out.write((b",\n    " if n else b"\n    ") + orjson.dumps(record))
-            out.write(b"\n  ]\n}\n")
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: no half report is left beside it
-        tmp.unlink(missing_ok=True)
-        raise
+    yield head[:-2] + b',\n  "files": ['
+    for n, record in enumerate(summary.records()):
+        yield (b",\n    " if n else b"\n    ") + orjson.dumps(record)
+    yield b"\n  ]\n}\n"

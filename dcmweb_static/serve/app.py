@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .. import fsutil
 from ..encode import jsonio
 from ..encode.multipart import PART_FOOTER, response_content_type
 from ..index.qido_match import QueryError, apply_query
 from ..p10.transfer_syntax import OCTET_STREAM
 from ..p10.uids import InvalidUIDError, check_uid
+from ..store import LocalStore
 from ..tree import urls
+from ..tree.reader import TreeReader
 
 DICOM_JSON = urls.DICOM_JSON
 _SEGMENT_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID",
@@ -70,14 +71,13 @@ def make_app(root: Path) -> Starlette:
             return FileResponse(path, media_type=media_type)
         raise NotFound
 
-    def read_resource(path: Path) -> bytes:
-        data = fsutil.read_resource(path)
+    reader = TreeReader(LocalStore(root))
+
+    def qido(request: Request, resource: urls.Resource, u: dict[str, str]) -> Response:
+        data = reader.resource(resource.key, **u)
         if data is None:
             raise NotFound
-        return data
-
-    def qido(request: Request, index: Path) -> Response:
-        records = jsonio.loads(read_resource(index))
+        records = jsonio.loads(data)
         selected = apply_query(records, list(request.query_params.multi_items()))
         return Response(jsonio.dumps(selected), media_type=DICOM_JSON)
 
@@ -90,12 +90,12 @@ def make_app(root: Path) -> Starlette:
             except InvalidUIDError:
                 return Response(b"[]", media_type=DICOM_JSON)
             try:
-                return qido(request, stored_path(record, {"study": uid}))
+                return qido(request, record, {"study": uid})
             except NotFound:
                 return Response(b"[]", media_type=DICOM_JSON)
         if "study" in u and not (root / urls.study_path(u["study"])).is_dir():
             raise NotFound
-        return qido(request, stored_path(resource, u))
+        return qido(request, resource, u)
 
     def frames_response(resource: urls.Resource, u: dict[str, str]) -> Response:
         numbers = u.pop("frame").split(",")

@@ -46,6 +46,10 @@ class Store(Protocol):
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
         """Store `data` under `name` atomically: readers see the old bytes or the new."""
 
+    def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
+        """`put` unless `name` is stored already (content-addressed names: equal names
+        hold equal bytes); True if written."""
+
     def writer(self, name: str, headers: Headers = NO_HEADERS) -> AbstractContextManager[Writer]:
         """Like `put`, for data made piece by piece (never held whole)."""
 
@@ -66,6 +70,9 @@ class Store(Protocol):
     def lock(self, wait: bool = True) -> AbstractContextManager[bool]:
         """Serialise study/series aggregation between runs writing into this tree; yields
         False when `wait` is False and another run holds it."""
+
+    def clean_stale(self) -> None:
+        """Remove what killed runs left (call with the lock held)."""
 
     def session(self) -> AbstractContextManager[StagingArea]:
         """A run's session: a local folder for its workers to stage instances in (and, for

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import TreeLinkError
 from .base import NO_HEADERS, Headers, Layout
 from .staging import StagedInstance, StagingArea
 
@@ -34,8 +35,6 @@ SCRATCH_LOCK = ".alive"
 LOCK_NAME = ".dcmweb.lock"
 
 
-class TreeLinkError(OSError):
-    """A symbolic link below the output root: writes never follow one out of the tree."""
 
 
 def _refuse_link(path: str) -> None:
@@ -48,7 +47,7 @@ def _create(path: str) -> BinaryIO:
                              0o644), "wb")
 
 
-def describe(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
     """An OSError as one line: the reason and the path it concerns."""
     reason = exc.strerror or str(exc)
     return f"{reason}: {exc.filename}" if exc.filename else reason
@@ -210,6 +209,13 @@ class LocalStore:
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
         with self.writer(name, headers) as out:
             out.write(data)
+
+    def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
+        target = self._target(name)  # a link on the way is refused, even if nothing is written
+        if os.path.lexists(target):
+            return False
+        self.put(name, data, headers)
+        return True
 
     def writer(self, name: str, headers: Headers = NO_HEADERS) -> _FileWriter:
         target = self._target(name)

@@ -49,6 +49,13 @@ class MemoryStore:
         with self._lock:
             self.objects[name] = StoredObject(bytes(data), headers)
 
+    def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
+        with self._lock:
+            if name in self.objects:
+                return False
+            self.put(name, data, headers)
+            return True
+
     def writer(self, name: str, headers: Headers = NO_HEADERS) -> _MemoryWriter:
         return _MemoryWriter(self, name, headers)
 
@@ -86,6 +93,9 @@ class MemoryStore:
             yield area
         finally:
             area.close()
+
+    def clean_stale(self) -> None:
+        """Nothing outlives a process here."""
 
     def delete_folder(self, name: str) -> None:
         prefix = name.rstrip("/") + "/"

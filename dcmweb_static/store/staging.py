@@ -52,6 +52,9 @@ class StagedInstance:
             for name in sorted(names):
                 yield name if relative == "." else f"{relative}/{name}"
 
+    def remove_folder(self, name: str) -> None:
+        shutil.rmtree(os.path.join(self.path, name))
+
     def clear(self) -> None:
         """Start again with an empty folder (a rewrite with every payload checked)."""
         shutil.rmtree(self.path)

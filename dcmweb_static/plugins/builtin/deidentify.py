@@ -34,10 +34,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from ...encode.info_record import tree_has_transform
-from ...errors import ConversionError
+from ...errors import ConversionError, OptionError
 from ...p10.datasets import element_vr, sequence_items
 from ..hookspecs import hookimpl
-from ..manager import OptionError
 from .strip_private import strip_private
 
 _EDITIONS = ("dicomfields_2026c", "dicomfields_2024b", "dicomfields_2023")

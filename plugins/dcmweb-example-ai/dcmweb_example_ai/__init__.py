@@ -6,8 +6,7 @@ import json
 from array import array
 from typing import Any
 
-from dcmweb_static.plugins.api import InstanceView, ResultFile
-from dcmweb_static.plugins.hookspecs import hookimpl
+from dcmweb_static import InstanceView, ResultFile, hookimpl
 
 NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 ARRAY_TYPES = {(8, 0): "B", (8, 1): "b", (16, 0): "H", (16, 1): "h", (32, 0): "I", (32, 1): "i"}

@@ -1,0 +1,46 @@
+"""The outcome of converting one input: what a worker returns (workers never raise) and
+what the report records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..pathnames import display_path, path_fields
+
+
+@dataclass(slots=True)
+class InstanceResult:
+    path: str
+    status: str  # "converted", "failed", "skipped" (and "duplicate", decided when committing)
+    reason: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    sha256: str | None = None
+    frames: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    staging: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
+    timings: dict[str, float] = field(default_factory=dict)
+    #: the worker's peak RSS after this file (set on the last file of a task)
+    worker_peak_rss_kib: int = 0
+
+    def report_record(self) -> dict[str, Any]:
+        record = {
+            **path_fields(self.path),
+            "status": self.status,
+            "reason": display_path(self.reason) if self.reason else None,
+            "study_instance_uid": self.study_uid,
+            "series_instance_uid": self.series_uid,
+            "sop_instance_uid": self.sop_uid,
+            "sha256": self.sha256,
+            "frames": self.frames,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "warnings": [display_path(w) for w in self.warnings] or None,
+        }
+        return {k: v for k, v in record.items() if v is not None}

@@ -1,0 +1,83 @@
+"""What a conversion reads: a file by its path, or bytes or a stream handed over by a
+receiver (C-STORE, STOW-RS), so what arrived need not be written under its name first."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .inputs import open_regular
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input. `name` is what the report shows (a path, or a label for received data).
+    A path source pickles as its path; a bytes source as its bytes; a stream source is
+    converted in the process that holds it."""
+
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+    stream: BinaryIO | None = None
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> Source:
+        text = os.fspath(path)
+        return cls(text if isinstance(text, str) else os.fsdecode(text), path=os.fspath(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> Source:
+        return cls(name, data=bytes(data))
+
+    @classmethod
+    def from_stream(cls, stream: BinaryIO, name: str) -> Source:
+        """A seekable binary stream positioned anywhere; it is read from its start."""
+        if not stream.seekable():
+            raise ValueError("a source stream must be seekable (spool it to a file first)")
+        return cls(name, stream=stream)
+
+    def open(self) -> BinaryIO:
+        """The source's bytes as a binary file object (a regular file, never a FIFO or a
+        device, for a path). The caller closes it."""
+        if self.path is not None:
+            return open_regular(self.path)
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.stream is not None
+        self.stream.seek(0)
+        return _Unclosed(self.stream)
+
+    @property
+    def local_path(self) -> str | None:
+        """The file to read again on another thread (the overlapped checksum), if any."""
+        return self.path
+
+
+class _Unclosed(io.BufferedIOBase):
+    """A handed-over stream that the conversion must not close (its owner does)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._stream.read(size)
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        return self._stream.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._stream.fileno()

@@ -1,0 +1,40 @@
+"""Stored names of what is not a DICOMweb resource but lives in the tree: the
+deduplicated form, the files of an instance folder, plugin result folders."""
+
+from __future__ import annotations
+
+from .urls import DEDUP_DIR, instance_path, series_path, study_path
+
+#: files of an instance folder (its DICOMweb resources are named by `urls`)
+INFO = "info"
+#: the deduplicated parts staged inside an instance folder by a worker, stored in the
+#: tree by the parent when the instance is committed
+STAGED_DEDUP = ".dedup"
+STAGED_RECORD = f"{STAGED_DEDUP}/record.json.gz"
+
+
+def staged_extract(digest: str) -> str:
+    return f"{STAGED_DEDUP}/extracts/{digest}.json.gz"
+
+
+def extract_name(digest: str) -> str:
+    """A deduplicated extract (gzip), named by the SHA-256 of its JSON."""
+    return f"{DEDUP_DIR}/extracts/{digest[:2]}/{digest}.json.gz"
+
+
+def record_name(study: str, series: str, sop: str) -> str:
+    """An instance's deduplicated record (gzip)."""
+    return f"{DEDUP_DIR}/instances/{study}/{series}/{sop}.json.gz"
+
+
+def records_folder(study: str | None = None, series: str | None = None) -> str:
+    parts = [DEDUP_DIR, "instances", *(p for p in (study, series) if p)]
+    return "/".join(parts)
+
+
+def level_folder(study: str, series: str | None = None, sop: str | None = None) -> str:
+    """The folder of a study, series or instance (where plugin result folders go)."""
+    if sop is not None:
+        assert series is not None
+        return instance_path(study, series, sop)
+    return series_path(study, series) if series is not None else study_path(study)

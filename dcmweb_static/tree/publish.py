@@ -1,0 +1,59 @@
+"""Writing URL-table resources into a store: the stored name for the tree's gzip
+setting, gzip done here (reproducibly), the headers a static server needs, and the other
+form (`metadata` vs `metadata.gz`) removed so no stale copy is served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..encode.gzip_stream import gzip_compressor
+from ..store import Headers, Store
+from . import urls
+
+GZIP = "gzip"
+
+
+def headers_for(resource: urls.Resource, packed: bool, content_type: str | None = None
+                ) -> Headers:
+    media = content_type or (urls.DICOM_JSON if resource.kind in ("qido", "metadata") else None)
+    return Headers(media, GZIP if packed else None)
+
+
+@contextmanager
+def resource_writer(store: Store, key: str, gzip: bool, **values: str) -> Iterator[
+        _Compressing]:
+    """Write resource `key` piece by piece (never held whole)."""
+    resource = urls.resource(key)
+    packed = gzip and resource.gzip
+    name = resource.stored_name(store.layout, packed, **values)
+    with store.writer(name, headers_for(resource, packed)) as out:
+        writer = _Compressing(out, packed)
+        yield writer
+        writer.finish()
+    _drop_other_form(store, resource, packed, values)
+
+
+def publish(store: Store, key: str, data: bytes, gzip: bool, **values: str) -> None:
+    with resource_writer(store, key, gzip, **values) as out:
+        out.write(data)
+
+
+def _drop_other_form(store: Store, resource: urls.Resource, packed: bool,
+                     values: dict[str, str]) -> None:
+    if store.layout == "folder" and resource.gzip:
+        other = resource.stored_name("folder", not packed, **values)
+        store.delete(other)
+
+
+class _Compressing:
+    def __init__(self, out, packed: bool) -> None:
+        self.out = out
+        self.compressor = gzip_compressor() if packed else None
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(self.compressor.compress(chunk) if self.compressor else chunk)
+
+    def finish(self) -> None:
+        if self.compressor:
+            self.out.write(self.compressor.flush())

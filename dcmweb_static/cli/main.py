@@ -134,7 +134,7 @@ def _ensure_output(output: Path) -> None:
     if blocker is not None and not blocker.is_dir():
         raise click.BadParameter(f"{blocker} is a file, not a folder", param_hint="-d")
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        LocalStore(output).folders("")
         if os.statvfs(output).f_flag & os.ST_RDONLY:
             raise OSError(errno.EROFS, "read-only file system")
         if not os.access(output, os.W_OK):

@@ -24,11 +24,11 @@ from pydicom.filereader import ENCODED_VR, data_element_generator
 from pydicom.tag import BaseTag
 
 from ..errors import ConversionError, TruncatedError
+from ..p10.parse import UNDEFINED_LENGTH
 from . import raw_values as rawvalues
 from .jsonio import MAX_SEQUENCE_DEPTH
 from .raw_values import json_number
 
-UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_HEADER = struct.Struct("<HHL")
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
 

@@ -12,6 +12,7 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -73,7 +74,6 @@ class ParsedP10:
     what a lossless rebuild needs. `stream` stays open for copying frames and bulk data."""
 
     stream: BinaryIO
-    stream_size: int
     preamble: bytes
     file_meta: Dataset
     file_meta_bytes: bytes
@@ -106,13 +106,15 @@ def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
     return False, True
 
 
-def parse_p10(stream: BinaryIO, *, defer_size: int, scratch_dir: str | os.PathLike[str] | None
-              = None, max_inflated_size: int = MAX_INFLATED_SIZE) -> ParsedP10:
+def parse_p10(stream: BinaryIO, *, defer_size: int,
+              spool: Callable[[], BinaryIO] = tempfile.TemporaryFile,
+              max_inflated_size: int = MAX_INFLATED_SIZE) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
-    A deflated data set is inflated into an unnamed temporary file in `scratch_dir`
-    (refused past `max_inflated_size` bytes), which becomes `stream` of the result: the
-    caller closes it. Raises NotDicomError, TruncatedError or ConversionError (an
+    A deflated data set is inflated into an unnamed temporary file made by `spool` (the
+    run's staging area gives one on the tree's file system), refused past
+    `max_inflated_size` bytes; that file becomes `stream` of the result: the caller
+    closes it. Raises NotDicomError, TruncatedError or ConversionError (an
     InvalidUIDError for a malformed Transfer Syntax UID) with a one-line reason.
     """
     size = _stream_size(stream)
@@ -145,7 +147,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int, scratch_dir: str | os.PathLi
     source = stream
     payload_has_delimiter = None
     if deflated:
-        source, size, payload_has_delimiter = _inflate(stream, dataset_offset, scratch_dir,
+        source, size, payload_has_delimiter = _inflate(stream, dataset_offset, spool,
                                                        max_inflated_size)
         body_start = 0
     else:
@@ -161,7 +163,6 @@ def parse_p10(stream: BinaryIO, *, defer_size: int, scratch_dir: str | os.PathLi
         else is_implicit
     return ParsedP10(
         stream=source,
-        stream_size=size,
         preamble=preamble,
         file_meta=file_meta,
         file_meta_bytes=file_meta_bytes,
@@ -201,14 +202,12 @@ def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
 INFLATE_BLOCK = 1 << 20
 
 
-def _inflate(stream: BinaryIO, offset: int, scratch_dir: str | os.PathLike[str] | None,
+def _inflate(stream: BinaryIO, offset: int, spool: Callable[[], BinaryIO],
              limit: int) -> tuple[BinaryIO, int, bool]:
     """Inflate the data set from `offset` into an unnamed temporary file, a block at a
     time, so a deflate bomb costs neither memory nor more than `limit` bytes of disk.
     Returns (the file, its size, whether it holds the multipart delimiter)."""
-    if scratch_dir is not None:
-        os.makedirs(scratch_dir, exist_ok=True)
-    out = tempfile.TemporaryFile(dir=scratch_dir)
+    out = spool()
     try:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         size, found, tail = 0, False, b""

@@ -144,7 +144,7 @@ class InstanceConverter:
             clock.lap("scan")
         fp.seek(0)
         defer = max(options.thresholds.public, options.thresholds.private)
-        parsed = parse_p10(fp, defer_size=defer, scratch_dir=staging.path,
+        parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
                            max_inflated_size=options.max_inflated_size)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
         if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
@@ -290,7 +290,6 @@ def convert_file(path: str | os.PathLike[str], options: ConvertOptions,
     """Convert one file into a new folder under `staging_root` (made if missing), outside
     any batch: for scripts and tests. A batch uses `Converter`; a receiver, one
     `InstanceConverter` and `Source.from_bytes` / `from_stream`."""
-    os.makedirs(staging_root, exist_ok=True)
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
     return InstanceConverter(options, pm).convert(Source.from_path(path),
-                                                  StagingArea(os.fspath(staging_root)))
+                                                  StagingArea.at(staging_root))

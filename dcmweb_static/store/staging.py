@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,11 +77,16 @@ class StagingArea:
         os.makedirs(path)
         return StagedInstance(path)
 
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> StagingArea:
+        """A staging area in folder `path`, made if missing (outside a store's session:
+        for scripts and tests that convert single files)."""
+        os.makedirs(path, exist_ok=True)
+        return cls(os.fspath(path))
+
     def temporary_file(self) -> BinaryIO:
         """An anonymous temporary file in the staging area (same file system as the
         staged instances), e.g. for an inflated deflated data set."""
-        import tempfile
-
         return tempfile.TemporaryFile(dir=self.path)
 
     def close(self) -> None:

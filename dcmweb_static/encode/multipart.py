@@ -62,6 +62,19 @@ class BoundaryChecker:
             raise ConversionError("payload contains the multipart boundary; cannot wrap it")
 
 
+class DelimiterScan:
+    """Whether the delimiter occurs in a stream seen block by block (e.g. a deflated data
+    set as it is inflated: its payloads are the inflated bytes)."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self._tail = b""
+
+    def feed(self, block: bytes) -> None:
+        if not self.found:
+            self.found, self._tail = contains_delimiter(block, len(block), self._tail)
+
+
 class PayloadCopier:
     """Copies byte ranges of the source into part files.
 

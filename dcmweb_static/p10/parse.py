@@ -21,7 +21,6 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
-from ..encode.multipart import COPY_BLOCK, contains_delimiter
 from ..errors import ConversionError, NotDicomError, TruncatedError
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
@@ -86,7 +85,6 @@ class ParsedP10:
     pixel_data: PixelDataElement | None
     #: for a deflated file, whether the inflated bytes hold the multipart delimiter
     #: (payloads come from them, not from the file); None: payloads come from the file
-    payload_has_delimiter: bool | None = None
 
 
 def _stream_size(stream: BinaryIO) -> int:
@@ -108,14 +106,17 @@ def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
 
 def parse_p10(stream: BinaryIO, *, defer_size: int,
               spool: Callable[[], BinaryIO] = tempfile.TemporaryFile,
-              max_inflated_size: int = MAX_INFLATED_SIZE) -> ParsedP10:
+              max_inflated_size: int = MAX_INFLATED_SIZE,
+              inspect: Callable[[bytes], None] | None = None) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
     A deflated data set is inflated into an unnamed temporary file made by `spool` (the
     run's staging area gives one on the tree's file system), refused past
     `max_inflated_size` bytes; that file becomes `stream` of the result: the caller
-    closes it. Raises NotDicomError, TruncatedError or ConversionError (an
-    InvalidUIDError for a malformed Transfer Syntax UID) with a one-line reason.
+    closes it. `inspect` sees each inflated block (the caller's payload checks: the
+    source's bytes are not the payloads then). Raises NotDicomError, TruncatedError or
+    ConversionError (an InvalidUIDError for a malformed Transfer Syntax UID) with a
+    one-line reason.
     """
     size = _stream_size(stream)
     if size == 0:
@@ -145,10 +146,8 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
 
     deflated = ts_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
     source = stream
-    payload_has_delimiter = None
     if deflated:
-        source, size, payload_has_delimiter = _inflate(stream, dataset_offset, spool,
-                                                       max_inflated_size)
+        source, size = _inflate(stream, dataset_offset, spool, max_inflated_size, inspect)
         body_start = 0
     else:
         body_start = dataset_offset
@@ -173,7 +172,6 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         dataset=dataset,
         dataset_offset=dataset_offset,
         pixel_data=pixel,
-        payload_has_delimiter=payload_has_delimiter,
     )
 
 
@@ -200,31 +198,33 @@ def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
 
 #: inflated bytes produced per zlib call: the bound on what inflation holds in memory
 INFLATE_BLOCK = 1 << 20
+#: deflated bytes read per call
+READ_BLOCK = 1 << 20
 
 
-def _inflate(stream: BinaryIO, offset: int, spool: Callable[[], BinaryIO],
-             limit: int) -> tuple[BinaryIO, int, bool]:
+def _inflate(stream: BinaryIO, offset: int, spool: Callable[[], BinaryIO], limit: int,
+             inspect: Callable[[bytes], None] | None) -> tuple[BinaryIO, int]:
     """Inflate the data set from `offset` into an unnamed temporary file, a block at a
     time, so a deflate bomb costs neither memory nor more than `limit` bytes of disk.
-    Returns (the file, its size, whether it holds the multipart delimiter)."""
+    Returns (the file, its size)."""
     out = spool()
     try:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        size, found, tail = 0, False, b""
+        size = 0
         stream.seek(offset)
-        while not inflater.eof and (data := inflater.unconsumed_tail or stream.read(COPY_BLOCK)):
+        while not inflater.eof and (data := inflater.unconsumed_tail or stream.read(READ_BLOCK)):
             block = inflater.decompress(data, INFLATE_BLOCK)
             size += len(block)
             if size > limit:
                 raise ConversionError(f"deflated data set inflates to more than {limit} bytes "
                                       "(--max-inflated-size)")
-            if not found:
-                found, tail = contains_delimiter(block, len(block), tail)
+            if inspect is not None:
+                inspect(block)
             out.write(block)
         if not inflater.eof:
             raise TruncatedError("truncated: the file ends inside the deflated data set")
         out.flush()
-        return out, size, found
+        return out, size
     except zlib.error as exc:
         out.close()
         detail = str(exc).rpartition(": ")[2]

@@ -1,1 +1,2 @@
-"""run."""
+"""Converting: options, sources, one instance into a staged folder, the batch over a
+process pool, the SOP-UID registry, commits through the store, the run report."""

@@ -23,7 +23,14 @@ from ..encode import dedup, jsonio
 from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, JsonEncoder
 from ..encode.gzip_stream import gzip_bytes
 from ..encode.info_record import build_info
-from ..encode.multipart import COPY_BLOCK, PayloadCopier, content_type, part_body, part_header
+from ..encode.multipart import (
+    COPY_BLOCK,
+    DelimiterScan,
+    PayloadCopier,
+    content_type,
+    part_body,
+    part_header,
+)
 from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
 from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
 from ..p10.frames import FrameLayout, frame_layout
@@ -144,8 +151,9 @@ class InstanceConverter:
             clock.lap("scan")
         fp.seek(0)
         defer = max(options.thresholds.public, options.thresholds.private)
+        inflated = DelimiterScan()
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
-                           max_inflated_size=options.max_inflated_size)
+                           max_inflated_size=options.max_inflated_size, inspect=inflated.feed)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
         if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
             result.status = "skipped"
@@ -158,8 +166,8 @@ class InstanceConverter:
         result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
         staged = staging.new_instance(result.sop_uid)
         try:
-            if parsed.payload_has_delimiter is not None:  # payloads are the inflated bytes
-                has_delimiter = parsed.payload_has_delimiter
+            if parsed.deflated:  # the payloads are the inflated bytes
+                has_delimiter = inflated.found
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
             written, frames, media_type = self._write_instance(parsed, result, staged, copier,

@@ -1,1 +1,1 @@
-"""Built-in plugins, registered exactly like installed ones."""
+"""Built-in plugins: `strip-private` and `deidentify`, registered like third-party ones."""

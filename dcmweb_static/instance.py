@@ -14,7 +14,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from pydicom.dataset import Dataset
@@ -25,6 +25,7 @@ from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
 from .info import build_info
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
+from .kept_header import bulk_cuts, frame_cuts, write_kept_header
 from .multipart import (
     COPY_BLOCK,
     PayloadCopier,
@@ -173,8 +174,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             staging.mkdir(parents=True)
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
-            written, frames, media_type = _write_instance(parsed, result, options, staging,
-                                                          copier, clock)
+            written, frames, media_type, bulk_ranges = _write_instance(
+                parsed, result, options, staging, copier, clock)
             if scan is not None:
                 result.sha256, result.bytes_in, has_delimiter = scan.outcome()
                 clock.lap("scan")
@@ -182,11 +183,15 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                     shutil.rmtree(staging)
                     staging.mkdir()
                     copier = PayloadCopier(parsed.stream, buffer, kernel=False)
-                    written, frames, media_type = _write_instance(parsed, result, options,
-                                                                  staging, copier, clock)
+                    written, frames, media_type, bulk_ranges = _write_instance(
+                        parsed, result, options, staging, copier, clock)
+            kept, rebuild = 0, None
+            if not options.plugins:  # never for a transformed instance: original values
+                kept, rebuild = _keep_header(parsed, fp, staging, frames, bulk_ranges)
+                clock.lap("header")
             # info last: it records the checksum, known only now for an overlapped scan
-            result.bytes_out = written + _write_info(parsed, result, options, staging, frames,
-                                                     media_type)
+            result.bytes_out = written + kept + _write_info(parsed, result, options, staging,
+                                                            frames, media_type, rebuild)
             clock.lap("write")
         result.status = "converted"
         result.staging = str(staging)
@@ -221,9 +226,10 @@ def apply_transforms(ds: Dataset, options: ConvertOptions) -> None:
 
 def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
                     staging: Path, copier: PayloadCopier, clock: _Clock
-                    ) -> tuple[int, FrameLayout | None, str]:
+                    ) -> tuple[int, FrameLayout | None, str, list[tuple[str, int, int]]]:
     """Write metadata, frames, bulk data and plugin results into `staging`; sets
-    result.frames; returns (bytes written, the frame layout, the frames' media type)."""
+    result.frames; returns (bytes written, the frame layout, the frames' media type, the
+    bulk values copied from source ranges)."""
     assert result.study_uid and result.series_uid and result.sop_uid
     ds = parsed.dataset
     pixel = parsed.pixel_data
@@ -284,15 +290,30 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                                     {"instance": view}):
         write_results(options.output, staging, results)
     result.frames = len(layout_.frames) if layout_ else 0
-    return written + len(document), layout_, ts.media_type
+    return written + len(document), layout_, ts.media_type, bulk.source_ranges
+
+
+def _keep_header(parsed: ParsedP10, source: BinaryIO, staging: Path,
+                 frames: FrameLayout | None, bulk_ranges: list[tuple[str, int, int]]
+                 ) -> tuple[int, dict[str, Any]]:
+    """Write the kept header (kept_header.py): the data set bytes the tree does not hold."""
+    cuts = bulk_cuts(bulk_ranges) + (frame_cuts(frames.frames) if frames else [])
+    if parsed.deflated:  # offsets are in the inflated data set; the source is deflated
+        return write_kept_header(parsed.stream, 0, parsed.stream_size, cuts, staging,
+                                 source=source, deflated_from=parsed.dataset_offset)
+    return write_kept_header(parsed.stream, parsed.dataset_offset, parsed.stream_size, cuts,
+                             staging)
 
 
 def _write_info(parsed: ParsedP10, result: InstanceResult, options: ConvertOptions,
-                staging: Path, frames: FrameLayout | None, media_type: str) -> int:
+                staging: Path, frames: FrameLayout | None, media_type: str,
+                rebuild: dict[str, Any] | None = None) -> int:
     info = build_info(parsed, source_path=os.path.abspath(result.path),
                       source_size=result.bytes_in, sha256=result.sha256 or "",
                       frames=frames, gzip=options.gzip, media_type=media_type,
                       transforms=options.plugins)
+    if rebuild is not None:
+        info["rebuild"] = rebuild
     info_bytes = orjson.dumps(info, option=orjson.OPT_INDENT_2)
     (staging / "info").write_bytes(info_bytes)
     return len(info_bytes)

@@ -86,8 +86,8 @@ def _document(root: Path, folder: Path, study: str, series: str, sop: str) -> di
 def open_instance(root: Path, study: str, series: str, sop: str) -> Part10:
     """Instance `sop` of `root` as a P10 file. Raises InvalidUIDError for a malformed
     UID, RebuildError (one line) when the tree cannot give the instance back."""
-    for uid, what in ((study, "Study"), (series, "Series"), (sop, "SOP")):
-        check_uid(uid, f"{what} Instance UID")
+    study, series, sop = (check_uid(uid, f"{what} Instance UID")
+                          for uid, what in ((study, "Study"), (series, "Series"), (sop, "SOP")))
     folder = layout.instance_dir(root, study, series, sop)
     if not folder.is_dir() or folder.is_symlink():
         raise RebuildError(f"no instance {sop} in series {series} of study {study}")

@@ -7,13 +7,22 @@ import hashlib
 import warnings
 from pathlib import Path
 
+import pydicom
+import pytest
+from click.testing import CliRunner
+
+from dcmweb_static import synthetic as syn
+from dcmweb_static.cli import main
 from dcmweb_static.commit import commit_instance
 from dcmweb_static.instance import ConvertOptions, convert_file
-from dcmweb_static.part10 import write_part10
+from dcmweb_static.multipart import PART_FOOTER
+from dcmweb_static.part10 import open_instance, write_part10
+from dcmweb_static.uids import InvalidUIDError
 
 from . import corpus
 from .conftest import pydicom_corpus
 from .test_pydicom_corpus import EXPECTED_FAILURES, _with_uids
+from .treeutil import convert
 
 
 def _rebuilt_equal(paths: list[Path], tmp_path: Path) -> tuple[int, list[str]]:
@@ -65,3 +74,97 @@ def test_pydicom_corpus_rebuilds_byte_for_byte(tmp_path: Path) -> None:
         compared, problems = _rebuilt_equal(paths, tmp_path)
     assert compared > 60
     assert problems == []
+
+
+# -- the command, selection and failures ------------------------------------------------
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def two_series(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """A tree of two series (2 + 1 instances) and the sources by SOP Instance UID."""
+    files = syn.ct_series(tmp_path / "in", 2, rows=16, columns=16, rich=True)
+    files += syn.ct_series(tmp_path / "in2", 1, rows=16, columns=16, series_index=2)
+    out = tmp_path / "out"
+    results = convert(files, out)
+    assert all(r.status == "converted" for r in results)
+    return out, {r.sop_uid: Path(r.path) for r in results}
+
+
+def test_command_writes_the_selection_byte_for_byte(two_series, tmp_path: Path) -> None:
+    out, sources = two_series
+    code, output = run("part10", out, "-o", tmp_path / "all")
+    assert code == 0, output
+    assert "wrote 3 of 3 instances" in output
+    for sop, source in sources.items():
+        assert (tmp_path / "all" / f"{sop}.dcm").read_bytes() == source.read_bytes()
+    ds = pydicom.dcmread(next(iter(sources.values())))
+    study, series = ds.StudyInstanceUID, ds.SeriesInstanceUID
+    code, output = run("part10", out, "-o", tmp_path / "one", "--study", study,
+                       "--series", series)
+    assert code == 0, output
+    written = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert written == sorted(f"{sop}.dcm" for sop, path in sources.items()
+                             if pydicom.dcmread(path).SeriesInstanceUID == series)
+    assert len(written) == 2
+    code, output = run("part10", out, "-o", tmp_path / "x", "--study", study, "--series",
+                       series, "--instance", ds.SOPInstanceUID)
+    assert code == 0 and [p.name for p in (tmp_path / "x").iterdir()] == \
+        [f"{ds.SOPInstanceUID}.dcm"]
+
+
+def test_command_refuses_bad_selections(two_series, tmp_path: Path) -> None:
+    out, _ = two_series
+    code, output = run("part10", out, "--series", "1.2.3")
+    assert code == 2 and "--series needs --study" in output
+    code, output = run("part10", out, "--study", "../../etc")
+    assert code == 2 and "malformed --study" in output
+    code, output = run("part10", out, "-o", tmp_path / "d", "--study", "1.2.3")
+    assert code == 1 and "no instance" in output
+    code, output = run("part10", tmp_path / "nothing")
+    assert code == 1 and "not a dcmweb tree" in output
+
+
+def test_a_changed_frame_is_reported_and_not_written(two_series, tmp_path: Path) -> None:
+    out, sources = two_series
+    (sop, _), *others = sources.items()
+    frame = next(out.glob(f"studies/*/series/*/instances/{sop}/frames/1"))
+    data = bytearray(frame.read_bytes())
+    data[200] ^= 0xFF  # same length, one byte of a pixel changed
+    frame.write_bytes(bytes(data))
+    missing = next(out.glob(f"studies/*/series/*/instances/{others[0][0]}/p10-header.gz"))
+    missing.unlink()
+    code, output = run("part10", out, "-o", tmp_path / "d")
+    assert code == 1
+    assert f"failed: {sop}: rebuilt bytes differ from the source" in output
+    assert f"failed: {others[0][0]}: kept header: No such file or directory" in output
+    assert "wrote 1 of 3 instances" in output
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [f"{others[1][0]}.dcm"]
+
+
+def test_a_shortened_frame_file_is_one_line(two_series, tmp_path: Path) -> None:
+    out, sources = two_series
+    sop = next(iter(sources))
+    frame = next(out.glob(f"studies/*/series/*/instances/{sop}/frames/1"))
+    frame.write_bytes(frame.read_bytes()[:300] + PART_FOOTER)
+    (result,) = [r for r in write_part10(out, tmp_path / "d") if r.sop_uid == sop]
+    assert result.status == "failed"
+    assert result.reason.startswith("frames/1 holds ") and "\n" not in result.reason
+    assert not list((tmp_path / "d").glob(f"*{sop}*"))  # no temp file left either
+
+
+def test_streaming_interface_for_the_servers(two_series) -> None:
+    out, sources = two_series
+    sop, source = next(iter(sources.items()))
+    ds = pydicom.dcmread(source)
+    part = open_instance(out, ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
+    assert part.transfer_syntax_uid == ds.file_meta.TransferSyntaxUID
+    assert part.transforms == ()
+    chunks = list(part.chunks())
+    assert b"".join(chunks) == source.read_bytes()
+    assert max(map(len, chunks)) <= 1 << 20
+    with pytest.raises(InvalidUIDError):
+        open_instance(out, ds.StudyInstanceUID, ds.SeriesInstanceUID, "../x")

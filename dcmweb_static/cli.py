@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
+from .p10 import MAX_INFLATED_SIZE
 from .plugins import (
     OptionError,
     PluginFailures,
@@ -118,6 +120,22 @@ def _ensure_output(output: Path) -> None:
 def _existing_tree(output: Path) -> None:
     if not (output / "studies").is_dir():
         raise click.ClickException(f"{output} holds no studies/ folder: not a dcmweb tree")
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: plain digits or with a binary unit (512M, 4G, 1GiB)."""
+
+    name = "size"
+    _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = self._SIZE.fullmatch(str(value).strip())
+        if not match:
+            self.fail(f"{value!r} is not a size (e.g. 1048576, 512M, 4G)", param, ctx)
+        return int(match[1]) << (10 * " kmgt".index(match[2].lower() or " "))
 
 
 gzip_option = click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
@@ -233,6 +251,9 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
               help="Turn on a named transform (see `dcmweb plugins`); repeatable, in order.")
 @click.option("--plugin-option", "plugin_option_values", multiple=True, metavar="NAME.KEY=VALUE",
               help="An option for a transform (keys: see `dcmweb plugins`); repeatable.")
+@click.option("--max-inflated-size", type=ByteSize(), default=MAX_INFLATED_SIZE,
+              show_default="4G",
+              help="A deflated file inflating to more bytes fails (e.g. 512M, 4G).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -240,8 +261,8 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
 def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
             deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
-            plugin_option_values: tuple[str, ...], report_path: Path | None, quiet: bool,
-            verbose: bool) -> None:
+            plugin_option_values: tuple[str, ...], max_inflated_size: int,
+            report_path: Path | None, quiet: bool, verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
     _ensure_output(output)
@@ -255,6 +276,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         instances=instances or not deduplicate,
         plugins=plugin_names,
         plugin_options=plugin_options,
+        max_inflated_size=max_inflated_size,
     )
     progress = _progress_bar(len(files), quiet)
 

@@ -12,6 +12,7 @@ import shutil
 import time
 import traceback
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,7 +34,7 @@ from .multipart import (
     part_header,
     read_part_body,
 )
-from .p10 import ParsedP10, parse_p10
+from .p10 import MAX_INFLATED_SIZE, ParsedP10, parse_p10
 from .parts_writer import BulkWriter, frame_copy_threads, write_frames
 from .results import InstanceView, write_results
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
@@ -58,6 +59,8 @@ class ConvertOptions:
     #: named transforms (``--plugin``), applied in this order, and their options
     plugins: tuple[str, ...] = ()
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
+    max_inflated_size: int = MAX_INFLATED_SIZE
 
 
 @dataclass(slots=True)
@@ -147,7 +150,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
     staging: Path | None = None
     buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
     try:
-        with open(path, "rb") as fp:
+        with open(path, "rb") as fp, ExitStack() as cleanup:
             size = os.fstat(fp.fileno()).st_size
             scan: ScanThread | None = None
             if size >= OVERLAP_SCAN_BYTES:
@@ -160,7 +163,9 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                 clock.lap("scan")
             fp.seek(0)
             defer = max(options.thresholds.public, options.thresholds.private)
-            parsed = parse_p10(fp, defer_size=defer)
+            parsed = parse_p10(fp, defer_size=defer, scratch_dir=staging_root,
+                               max_inflated_size=options.max_inflated_size)
+            cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
             if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
                 result.status = "skipped"
                 result.reason = "DICOMDIR (media directory), not an instance"
@@ -172,6 +177,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
             result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
             staging = Path(staging_root) / f"{result.sop_uid}.{os.getpid()}.{time.monotonic_ns()}"
             staging.mkdir(parents=True)
+            if parsed.payload_has_delimiter is not None:  # payloads are the inflated bytes
+                has_delimiter = parsed.payload_has_delimiter
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
             written, frames, media_type, bulk_ranges = _write_instance(
@@ -197,6 +204,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.staging = str(staging)
     except (ConversionError, InvalidUIDError) as exc:
         result.reason = str(exc)
+    except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
+        result.reason = f"malformed data set: {exc}"
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
     except Exception as exc:  # an input must never stop the batch; keep the reason

@@ -253,11 +253,11 @@ class JsonEncoder:
                 self.stream.seek(raw.value_tell)
                 data = self.stream.read(length)
                 if len(data) != length:
-                    raise TruncatedError(f"file ends inside element {tag}")
+                    raise TruncatedError(f"truncated: the file ends inside element {tag}")
                 raw = raw._replace(value=data)
                 ds._dict[tag] = raw
             elif raw.value is not None and length != UNDEFINED_LENGTH and len(raw.value) != length:
-                raise TruncatedError(f"file ends inside element {tag}")
+                raise TruncatedError(f"truncated: the file ends inside element {tag}")
             raw_bytes = raw.value
         try:
             elem = ds[tag]

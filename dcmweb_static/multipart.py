@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,7 +29,16 @@ def content_type(media_type: str, transfer_syntax_uid: str | None) -> str:
     return media_type
 
 
+#: printable ASCII, no leading or trailing space: no CR/LF or control byte ever gets in
+_SAFE_HEADER_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+
+
 def part_header(part_content_type: str) -> bytes:
+    """The delimiter and Content-Type header of a part. The value is checked here too
+    (defence in depth: its parts are checked where they come from)."""
+    if not _SAFE_HEADER_VALUE.fullmatch(part_content_type):
+        raise ConversionError(f"part Content-Type {part_content_type!r} is not a safe header "
+                              "value")
     return _DELIMITER + b"\r\nContent-Type: " + part_content_type.encode("ascii") + b"\r\n\r\n"
 
 

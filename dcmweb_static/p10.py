@@ -8,9 +8,9 @@ their file offsets. All use of pydicom's reader internals is kept in this module
 
 from __future__ import annotations
 
-import io
 import os
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -21,12 +21,16 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
 from .errors import ConversionError, NotDicomError, TruncatedError
+from .multipart import COPY_BLOCK, contains_delimiter
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+from .uids import check_uid
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 ITEM_TAG = 0xFFFEE000
 SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
+#: default bound on a deflated data set's inflated size (``--max-inflated-size``)
+MAX_INFLATED_SIZE = 4 << 30
 _EXPLICIT_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                       b"UR", b"UT", b"UV"}
 
@@ -76,6 +80,9 @@ class ParsedP10:
     dataset: Dataset
     dataset_offset: int
     pixel_data: PixelDataElement | None
+    #: for a deflated file, whether the inflated bytes hold the multipart delimiter
+    #: (payloads come from them, not from the file); None: payloads come from the file
+    payload_has_delimiter: bool | None = None
 
 
 def _stream_size(stream: BinaryIO) -> int:
@@ -95,10 +102,14 @@ def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
     return False, True
 
 
-def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
+def parse_p10(stream: BinaryIO, *, defer_size: int, scratch_dir: str | os.PathLike[str] | None
+              = None, max_inflated_size: int = MAX_INFLATED_SIZE) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
-    Raises NotDicomError, TruncatedError or ConversionError with a one-line reason.
+    A deflated data set is inflated into an unnamed temporary file in `scratch_dir`
+    (refused past `max_inflated_size` bytes), which becomes `stream` of the result: the
+    caller closes it. Raises NotDicomError, TruncatedError or ConversionError (an
+    InvalidUIDError for a malformed Transfer Syntax UID) with a one-line reason.
     """
     size = _stream_size(stream)
     if size == 0:
@@ -110,46 +121,40 @@ def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
     meta_start = stream.tell() - 4
     try:
         file_meta = _read_file_meta_info(stream)
+        ts_value = file_meta.get("TransferSyntaxUID")
+    except (EOFError, struct.error):
+        raise TruncatedError("truncated: the file ends inside the file meta information") \
+            from None
     except Exception as exc:  # pydicom raises many kinds for a broken group 2
-        raise ConversionError(f"unreadable file meta information: {exc}") from None
+        raise ConversionError(f"unreadable file meta information: {_one_line(exc)}") from None
     dataset_offset = stream.tell()
     stream.seek(meta_start)
     file_meta_bytes = stream.read(dataset_offset - meta_start)
 
-    ts_uid = str(file_meta.get("TransferSyntaxUID", "") or "").strip("\0 ")
-    if not ts_uid:
+    if not str(ts_value or "").strip("\0 "):
         raise ConversionError("file meta information has no Transfer Syntax UID (0002,0010)")
+    # it goes into every frame's part header and the metadata: digits and dots only
+    ts_uid = check_uid(ts_value, "Transfer Syntax UID")
     is_implicit, is_little = _encoding_of(ts_uid)
 
     deflated = ts_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
     source = stream
+    payload_has_delimiter = None
     if deflated:
-        stream.seek(dataset_offset)
-        try:
-            inflated = zlib.decompress(stream.read(), -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise ConversionError(f"deflated data set cannot be inflated: {exc}") from None
-        source = io.BytesIO(inflated)
-        size = len(inflated)
+        source, size, payload_has_delimiter = _inflate(stream, dataset_offset, scratch_dir,
+                                                       max_inflated_size)
         body_start = 0
     else:
         body_start = dataset_offset
-    source.seek(body_start)
-
-    dataset = _read_dataset(source, is_implicit, is_little, defer_size)
+    try:
+        source.seek(body_start)
+        dataset, pixel = _read_body(source, size, is_implicit, is_little, defer_size)
+    except BaseException:
+        if source is not stream:
+            source.close()
+        raise
     is_implicit = dataset.original_encoding[0] if dataset.original_encoding[0] is not None \
         else is_implicit
-    _check_lengths(dataset, size)
-    pixel = None
-    position = source.tell()
-    if position < size:
-        pixel = _read_pixel_data_element(source, size, is_implicit, is_little)
-        if source.tell() < size:
-            trailing = _read_dataset(source, is_implicit, is_little, defer_size)
-            for tag in trailing.keys():
-                dataset._dict[tag] = trailing.get_item(tag, keep_deferred=True)
-            if source.tell() < size:
-                raise TruncatedError(f"cannot parse data after offset {source.tell()}")
     return ParsedP10(
         stream=source,
         stream_size=size,
@@ -163,7 +168,67 @@ def parse_p10(stream: BinaryIO, *, defer_size: int) -> ParsedP10:
         dataset=dataset,
         dataset_offset=dataset_offset,
         pixel_data=pixel,
+        payload_has_delimiter=payload_has_delimiter,
     )
+
+
+def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
+               defer_size: int) -> tuple[Dataset, PixelDataElement | None]:
+    """The data set from the current position: elements before Pixel Data, Pixel Data's
+    layout, and the elements after it merged in."""
+    dataset = _read_dataset(source, size, is_implicit, is_little, defer_size)
+    is_implicit = dataset.original_encoding[0] if dataset.original_encoding[0] is not None \
+        else is_implicit
+    pixel = None
+    if source.tell() < size:
+        pixel = _read_pixel_data_element(source, size, is_implicit, is_little)
+        if source.tell() < size:
+            trailing = _read_dataset(source, size, is_implicit, is_little, defer_size)
+            for tag in trailing.keys():
+                dataset._dict[tag] = trailing.get_item(tag, keep_deferred=True)
+            if source.tell() < size:
+                raise ConversionError(
+                    f"malformed data set: cannot read past byte {source.tell()}")
+    _check_lengths(dataset, size)
+    return dataset, pixel
+
+
+#: inflated bytes produced per zlib call: the bound on what inflation holds in memory
+INFLATE_BLOCK = 1 << 20
+
+
+def _inflate(stream: BinaryIO, offset: int, scratch_dir: str | os.PathLike[str] | None,
+             limit: int) -> tuple[BinaryIO, int, bool]:
+    """Inflate the data set from `offset` into an unnamed temporary file, a block at a
+    time, so a deflate bomb costs neither memory nor more than `limit` bytes of disk.
+    Returns (the file, its size, whether it holds the multipart delimiter)."""
+    if scratch_dir is not None:
+        os.makedirs(scratch_dir, exist_ok=True)
+    out = tempfile.TemporaryFile(dir=scratch_dir)
+    try:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        size, found, tail = 0, False, b""
+        stream.seek(offset)
+        while not inflater.eof and (data := inflater.unconsumed_tail or stream.read(COPY_BLOCK)):
+            block = inflater.decompress(data, INFLATE_BLOCK)
+            size += len(block)
+            if size > limit:
+                raise ConversionError(f"deflated data set inflates to more than {limit} bytes "
+                                      "(--max-inflated-size)")
+            if not found:
+                found, tail = contains_delimiter(block, len(block), tail)
+            out.write(block)
+        if not inflater.eof:
+            raise TruncatedError("truncated: the file ends inside the deflated data set")
+        out.flush()
+        return out, size, found
+    except zlib.error as exc:
+        out.close()
+        detail = str(exc).rpartition(": ")[2]
+        raise ConversionError(f"deflated data set is corrupt ({detail})") from None
+    except BaseException:
+        out.close()
+        raise
 
 
 def _check_lengths(dataset: Dataset, size: int) -> None:
@@ -172,29 +237,87 @@ def _check_lengths(dataset: Dataset, size: int) -> None:
     for raw in dataset._dict.values():
         length = getattr(raw, "length", UNDEFINED_LENGTH)
         if length != UNDEFINED_LENGTH and raw.value_tell + length > size:
-            raise TruncatedError(f"file ends inside element {raw.tag}")
+            raise TruncatedError(
+                f"truncated: the file ends at byte {size} inside element {raw.tag}, whose "
+                f"value starts at byte {raw.value_tell} and declares {length} bytes")
 
 
-def _stop_at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    # called for every element read: integer tests, not BaseTag comparisons
-    return tag >> 16 == 0x7FE0 and (tag & 0xFFFF) in (0x0010, 0x0008, 0x0009)
+def _check_no_partial_header(dataset: Dataset, size: int) -> None:
+    """pydicom also stops without complaint at an element header cut short (fewer than
+    8 bytes left): bytes after the last element's value mean the file is truncated."""
+    last = max(dataset._dict.values(), key=_value_offset, default=None)
+    length = getattr(last, "length", UNDEFINED_LENGTH)
+    if last is None or length == UNDEFINED_LENGTH or last.value_tell is None:
+        return  # an undefined length sequence's end is not known here (see _unreadable)
+    end = last.value_tell + length
+    if end < size:
+        raise TruncatedError(f"truncated: the file ends at byte {size} inside the header "
+                             f"of the element after {last.tag}")
 
 
-def _read_dataset(stream: BinaryIO, implicit: bool, little: bool, defer_size: int) -> Dataset:
+def _value_offset(elem: object) -> int:
+    # a RawDataElement has value_tell; an undefined length sequence read by pydicom is a
+    # DataElement, with file_tell
+    offset = getattr(elem, "value_tell", None)
+    if offset is None:
+        offset = getattr(elem, "file_tell", None)
+    return offset or 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _StopAtPixelData:
+    """pydicom's stop_when for the top level: stops at Pixel Data and remembers the last
+    top-level tag, so a failure inside it can be told by element."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def __call__(self, tag: int, vr: str | None, length: int) -> bool:
+        # called for every element read: integer tests, not BaseTag comparisons
+        self.last = tag
+        return tag >> 16 == 0x7FE0 and (tag & 0xFFFF) in (0x0010, 0x0008, 0x0009)
+
+
+def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
+                  defer_size: int) -> Dataset:
+    """pydicom's read_dataset; whatever it raises becomes one reason in words here."""
+    stop = _StopAtPixelData()
     try:
-        return read_dataset(
-            stream, implicit, little, stop_when=_stop_at_pixel_data, defer_size=defer_size
-        )
-    except (EOFError, struct.error) as exc:
-        raise TruncatedError(f"file ends inside an element ({exc})") from None
-    except (ValueError, NotImplementedError, KeyError, TypeError) as exc:
-        raise ConversionError(f"unreadable data set: {exc}") from None
+        dataset = read_dataset(stream, implicit, little, stop_when=stop, defer_size=defer_size)
+    except Exception as exc:  # pydicom's reader raises many kinds for a broken data set
+        raise _unreadable(exc, stream, size, stop.last) from None
+    if stream.tell() >= size:
+        _check_no_partial_header(dataset, size)
+    return dataset
+
+
+def _unreadable(exc: Exception, stream: BinaryIO, size: int, last: int | None
+                ) -> ConversionError:
+    """The reason for a data set pydicom could not read, from where it stopped."""
+    where = "the data set" if last is None else f"element ({last >> 16:04X},{last & 0xFFFF:04X})"
+    try:
+        at_end = stream.tell() >= size
+    except (OSError, ValueError):
+        at_end = False
+    if at_end or isinstance(exc, (EOFError, struct.error)) or (
+            isinstance(exc, OSError) and "No tag to read" in str(exc)):
+        return TruncatedError(f"truncated: the file ends at byte {size} inside {where}")
+    if isinstance(exc, RecursionError):
+        return ConversionError(f"malformed data set: sequences in {where} nested too deeply "
+                               "to read")
+    return ConversionError(f"malformed data set in {where}: {_one_line(exc)}")
 
 
 def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
     data = stream.read(n)
     if len(data) != n:
-        raise TruncatedError(f"file ends inside {what}")
+        raise TruncatedError(f"truncated: the file ends inside {what}")
     return data
 
 
@@ -207,8 +330,9 @@ def _read_pixel_data_element(
     header = _read_exact(stream, 8, "the Pixel Data element header")
     group, elem = struct.unpack(endian + "HH", header[:4])
     tag = group << 16 | elem
-    if tag not in PIXEL_DATA_TAGS:
-        raise ConversionError(f"unexpected element ({group:04X},{elem:04X}) at {element_offset}")
+    if tag not in PIXEL_DATA_TAGS:  # pydicom stopped at something that is not an element
+        raise ConversionError(f"malformed data set: ({group:04X},{elem:04X}) at byte "
+                              f"{element_offset} cannot start an element here")
     vr: str | None = None
     if implicit:
         (length,) = struct.unpack(endian + "L", header[4:])
@@ -223,7 +347,7 @@ def _read_pixel_data_element(
     if length != UNDEFINED_LENGTH:
         if value_offset + length > size:
             raise TruncatedError(
-                f"Pixel Data declares {length} bytes but the file ends "
+                f"truncated: Pixel Data declares {length} bytes but the file ends "
                 f"{size - value_offset} bytes after its start"
             )
         stream.seek(value_offset + length)
@@ -248,7 +372,8 @@ def _read_pixel_data_element(
             raise ConversionError("encapsulated Pixel Data item has undefined length")
         start = stream.tell()
         if start + ilength > size:
-            raise TruncatedError("file ends inside an encapsulated Pixel Data fragment")
+            raise TruncatedError(f"truncated: the file ends inside the encapsulated Pixel Data "
+                                 f"fragment at byte {item_offset}")
         if first:
             element.bot_item_offset = item_offset
             if ilength % 4:

@@ -31,8 +31,8 @@ from .treeutil import (
 
 # Files pydicom reads leniently but that are broken, each with the reason dcmweb gives.
 EXPECTED_FAILURES = {
-    "MR_truncated.dcm": "Pixel Data declares",
-    "rtplan_truncated.dcm": "file ends inside",
+    "MR_truncated.dcm": "truncated: Pixel Data declares",
+    "rtplan_truncated.dcm": "truncated: the file ends at byte",
     "badVR.dcm": "NumberOfFrames",
 }
 # Files whose dcm2json output is not comparable, and why.

@@ -12,21 +12,28 @@ import itertools
 import os
 import resource
 import shutil
+import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 from .aggregate import aggregate
 from .commit import commit_instance
 from .fsutil import adopt_scratch, clean_stale_scratch, describe, scratch_area, tree_lock
-from .inputs import InputSpool
+from .inputs import InputSpool, iter_input_files
 from .instance import ConvertOptions, InstanceResult, convert_file
 from .multipart import COPY_BLOCK
+from .pathnames import display_path
 from .plugins import get_plugin_manager, run_hook
 from .run_report import ExitCode, RunSummary, write_report  # noqa: F401  (re-exported)
 from .sop_registry import Committed, SopRegistry
+from .stopping import Interrupted, StopRequest, stop_on_signals
+
+#: how often (seconds) the parent looks for a stop request while it waits for workers
+STOP_POLL_SECONDS = 0.1
 
 _WORKER_BUFFER: bytearray | None = None
 
@@ -44,6 +51,41 @@ def _convert_chunk(paths: list[str], options: ConvertOptions,
     results = [_convert_in_worker(path, options, staging_root) for path in paths]
     results[-1].worker_peak_rss_kib = peak_rss_kib()
     return results
+
+
+def _init_worker() -> None:
+    """Workers leave signals to the parent, which stops them (Ctrl-C in a terminal
+    reaches the whole process group); SIGTERM, as the parent sends it, ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's workers now, not after their tasks: nothing they do is used."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@contextmanager
+def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool whose workers are stopped, not waited for, when the parent leaves
+    it by an exception (a stop request, or a bug while handling a result)."""
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def task_size(remaining: int, jobs: int) -> int:
@@ -66,15 +108,20 @@ def peak_rss_kib() -> int:
 
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
-        loser.status, loser.reason = "duplicate", f"same file content as {winner.path}"
+        loser.status = "duplicate"
+        loser.reason = f"same file content as {display_path(winner.path)}"
     else:
         loser.status = "failed"
-        loser.reason = (f"SOP Instance UID {loser.sop_uid} also in {winner.path}, with "
-                        "different content; the first file in input order was kept")
+        loser.reason = (f"SOP Instance UID {loser.sop_uid} also in "
+                        f"{display_path(winner.path)}, with different content; the first "
+                        "file in input order was kept")
 
 
 class Converter:
-    """Runs a batch. `on_result` is called in the parent for every finished file."""
+    """Runs a batch. `on_result` (and the `instance_converted` hook) is called in the
+    parent for every file, in input order, once its outcome is final: a result can only
+    be changed by an earlier input's (see `_commit`), so finished results wait for their
+    predecessors; at most the submission window waits."""
 
     def __init__(self, options: ConvertOptions, jobs: int | None = None,
                  on_result: Callable[[InstanceResult], None] | None = None,
@@ -88,40 +135,71 @@ class Converter:
         self._kept: dict[int, InstanceResult] = {}
         self._sops: SopRegistry | None = None
         self._worker_peak_rss_kib = 0
+        #: results finished before an earlier input, and the next index to release
+        self._waiting: dict[int, InstanceResult] = {}
+        self._released = 0
+        self._stop = StopRequest()
 
     def run(self, files: Iterable[str | os.PathLike[str]]) -> RunSummary:
-        """Convert `files` (an InputSpool, or any iterable: spooled here) into the tree."""
+        """Convert `files` into the tree: an InputSpool, or files and folders (walked as
+        `dcmweb convert` walks them, the output excluded).
+
+        SIGINT, SIGTERM and SIGHUP (where the application does not handle them) stop the
+        run: workers are ended, staging removed, nothing aggregated (a re-run mends the
+        tree), and `Interrupted` is raised with the summary so far as `.summary`."""
         started = time.perf_counter()
         root = self.options.output
         summary = RunSummary(output=root, keep_results=self.keep_results)
-        spool = files if isinstance(files, InputSpool) else InputSpool(files)
+        spool = files if isinstance(files, InputSpool) else InputSpool(
+            iter_input_files((Path(os.fspath(f)) for f in files), exclude=root))
+        self._waiting, self._released = {}, 0
         stage = "cannot use the output folder"
         try:
-            with tree_lock(root, wait=False) as locked:  # a killed run's debris goes first
-                if locked:
-                    clean_stale_scratch(root)
-            with scratch_area(root) as staging_root:  # staged instances and temp files
-                self._run_pool(spool, str(staging_root), summary)
-                stage = "study and series files not (all) updated"
-                aggregated = time.perf_counter()
-                aggregate(root, summary.touched_studies, gzip=self.options.gzip,
-                          base_url=self.options.base_url,
-                          failures=summary.plugin_failures)
-                summary.timings["aggregate"] = time.perf_counter() - aggregated
+            with stop_on_signals() as self._stop:
+                with tree_lock(root, wait=False) as locked:  # a killed run's debris goes first
+                    if locked:
+                        clean_stale_scratch(root)
+                with scratch_area(root) as staging_root:  # staged instances and temp files
+                    try:
+                        self._run_pool(spool, str(staging_root), summary)
+                    except KeyboardInterrupt:
+                        raise  # stop fast: no aggregation
+                    except BaseException:
+                        stage = "study and series files not (all) updated"
+                        self._aggregate(summary)  # committed instances still get their index
+                        raise
+                    self._stop.raise_now = True  # no workers now: a signal may stop anywhere
+                    self._stop.check()
+                    stage = "study and series files not (all) updated"
+                    self._aggregate(summary)
         except OSError as exc:  # the tree is unusable (full, read-only, a link in it)
             summary.error = f"{stage}: {describe(exc)}"
+        except KeyboardInterrupt as exc:
+            stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+            summary.interrupted = stopped.signum
+            stopped.summary = summary
+            if stopped is exc:
+                raise
+            raise stopped from exc
         finally:
+            self._stop = StopRequest()
             if spool is not files:
                 spool.close()
             if self._sops is not None:
                 self._sops.close()
-            self._sops, self._kept = None, {}
+            self._sops, self._kept, self._waiting = None, {}, {}
             summary.seconds = time.perf_counter() - started
             summary.peak_rss_kib = {
                 "parent": peak_rss_kib(),
                 "workers": self._worker_peak_rss_kib,
             }
         return summary
+
+    def _aggregate(self, summary: RunSummary) -> None:
+        aggregated = time.perf_counter()
+        aggregate(self.options.output, summary.touched_studies, gzip=self.options.gzip,
+                  base_url=self.options.base_url, failures=summary.plugin_failures)
+        summary.timings["aggregate"] = time.perf_counter() - aggregated
 
     def _finish(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         for stage, seconds in result.timings.items():  # kept as run totals only
@@ -134,9 +212,13 @@ class Converter:
                 time.perf_counter() - committed
         self._worker_peak_rss_kib = max(self._worker_peak_rss_kib, result.worker_peak_rss_kib)
         summary.add(index, result)
-        self.on_result(result)
-        run_hook(get_plugin_manager(), "instance_converted",
-                 {"record": result.report_record()}, on_error=summary.plugin_failures.add)
+        self._waiting[index] = result
+        while self._released in self._waiting:  # outcomes final up to here: release them
+            released = self._waiting.pop(self._released)
+            self._released += 1
+            self.on_result(released)
+            run_hook(get_plugin_manager(), "instance_converted",
+                     {"record": released.report_record()}, on_error=summary.plugin_failures.add)
 
     def _commit(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         """Move the staged folder into the tree. Of several files with one SOP Instance
@@ -161,6 +243,7 @@ class Converter:
             shutil.rmtree(staging, ignore_errors=True)
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
+        summary.touched_studies.add(result.study_uid)  # in the tree: it must be indexed
         if first is None:
             self._remember(sop, index, result, winner=True)
             return
@@ -168,9 +251,11 @@ class Converter:
         winner = Committed.of(index, result)
         losers = [first, *self._sops.losers(sop)]
         for loser in losers:
-            record = self._kept.get(loser.index) or InstanceResult(
-                path=loser.path, status=loser.status, sop_uid=sop, sha256=loser.sha256,
-                bytes_in=loser.bytes_in)
+            # a loser comes later in input order, so it has not been released yet
+            record = self._kept.get(loser.index) or self._waiting.get(loser.index) or \
+                InstanceResult(
+                    path=loser.path, status=loser.status, sop_uid=sop, sha256=loser.sha256,
+                    bytes_in=loser.bytes_in)
             was = record.status
             _mark_duplicate(record, winner)
             if record.status != was or record.reason != loser.reason:
@@ -195,7 +280,7 @@ class Converter:
         submitted = 0
         while more:
             crashed: list[tuple[int, str]] = []
-            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+            with _worker_pool(self.jobs) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
                 while not crashed:
                     while more and len(running) < window:
@@ -209,7 +294,8 @@ class Converter:
                             running[future] = items
                     if not running:
                         break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    done, _ = wait(running, STOP_POLL_SECONDS, FIRST_COMPLETED)
+                    self._stop.check()
                     for future in done:
                         items = running.pop(future)
                         try:
@@ -226,9 +312,12 @@ class Converter:
 
     def _run_isolated(self, index: int, path: str, staging_root: str,
                       summary: RunSummary) -> None:
-        with ProcessPoolExecutor(max_workers=1) as pool:
+        with _worker_pool(1) as pool:
+            future = pool.submit(_convert_in_worker, path, self.options, staging_root)
+            while not wait([future], STOP_POLL_SECONDS).done:
+                self._stop.check()
             try:
-                result = pool.submit(_convert_in_worker, path, self.options, staging_root).result()
+                result = future.result()
             except BrokenProcessPool:
                 result = InstanceResult(path=path, status="failed",
                                         reason="the worker process died while converting it")

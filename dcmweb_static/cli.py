@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -16,11 +17,12 @@ from .aggregate import aggregate, all_studies
 from .batch import Converter
 from .dedup import rebuild_instances
 from .fsutil import describe
-from .inputs import InputSpool, iter_input_files
+from .inputs import InputSpool, iter_input_files, output_overlap
 from .instance import ConvertOptions, InstanceResult
 from .jsonmodel import BulkThresholds
 from .nginx import nginx_server_block
 from .p10 import MAX_INFLATED_SIZE
+from .pathnames import display_path
 from .plugins import (
     OptionError,
     PluginFailures,
@@ -30,6 +32,7 @@ from .plugins import (
     run_hook,
 )
 from .run_report import ExitCode, write_report
+from .stopping import Interrupted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,10 +111,20 @@ def _progress_bar(total: int, quiet: bool) -> Any:
 
 
 def _ensure_output(output: Path) -> None:
+    """Create -d; a path that cannot be a folder is a usage error (exit 2), a folder that
+    cannot be written an error (exit 1), each said as what it is."""
+    if output.is_symlink() and not output.exists():
+        raise click.BadParameter(f"{output} is a symbolic link to a missing target "
+                                 f"({os.readlink(output)})", param_hint="-d")
+    blocker = next((p for p in (output, *output.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise click.BadParameter(f"{blocker} is a file, not a folder", param_hint="-d")
     try:
         output.mkdir(parents=True, exist_ok=True)
+        if os.statvfs(output).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, "read-only file system")
         if not os.access(output, os.W_OK):
-            raise PermissionError("not writable")
+            raise PermissionError(errno.EACCES, "not writable")
     except OSError as exc:
         raise click.ClickException(f"cannot create output folder {output}: "
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -265,6 +278,12 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             report_path: Path | None, quiet: bool, verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
+    try:
+        notes = output_overlap(inputs, output)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for note in notes if not quiet else []:
+        click.echo(note, err=True)
     _ensure_output(output)
     files = InputSpool(iter_input_files(inputs, exclude=output))
     options = ConvertOptions(
@@ -283,17 +302,19 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
     def on_result(result: InstanceResult) -> None:
         progress.update(1)
         if verbose:
-            progress.write(f"{result.status}: {result.path}"
-                           + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
+            progress.write(display_path(f"{result.status}: {result.path}"
+                                        + (f": {result.reason}" if result.reason else "")),
+                           file=sys.stderr)
 
     converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False)
     summary = None
     try:
         summary = converter.run(files)
-    except KeyboardInterrupt:
+    except Interrupted as stopped:  # SIGINT, SIGTERM, SIGHUP: the report still says so
+        summary = stopped.summary
         progress.close()
-        click.echo("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+        click.echo(f"interrupted ({stopped}): {sum(summary.counts.values())} of {len(files)} "
+                   "files done; nothing indexed, run again to finish", err=True)
     finally:
         progress.close()
         if summary is not None and summary.error:
@@ -304,6 +325,8 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             except OSError as exc:
                 click.echo(f"Error: cannot write the report: {describe(exc)}", err=True)
                 summary.error = summary.error or "report not written"
+    if summary.interrupted is not None:
+        sys.exit(summary.exit_code)
     if not quiet:
         from rich.console import Console  # imported only here: start-up time counts
 

@@ -14,6 +14,7 @@ from . import __version__
 from .frames import FrameLayout
 from .multipart import BOUNDARY
 from .p10 import ParsedP10
+from .pathnames import path_fields
 
 
 def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
@@ -77,7 +78,7 @@ def build_info(
             ]
     record: dict[str, Any] = {
         "tool": {"name": "dcmweb-static", "version": __version__},
-        "source": {"path": source_path, "size": source_size, "sha256": sha256},
+        "source": {**path_fields(source_path), "size": source_size, "sha256": sha256},
         "preamble": base64.b64encode(parsed.preamble).decode("ascii"),
         "file_meta": base64.b64encode(parsed.file_meta_bytes).decode("ascii"),
         "transfer_syntax_uid": parsed.transfer_syntax_uid,

@@ -3,9 +3,41 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket"))
+
+
+class NotRegularFile(OSError):
+    """An input that is not a regular file (a FIFO, a device, ...): skipped, not read."""
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "special file")
+        raise NotRegularFile(f"not a regular file: {kind}")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a regular file (or a symlink to one) for reading. A FIFO or a device would
+    block or never end: the name is checked first, without opening it, and the opened
+    file again (the name may have changed in between); O_NONBLOCK keeps that open from
+    waiting for a FIFO's writer."""
+    _check_regular(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_regular(os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Iterator[Path]:
@@ -24,6 +56,23 @@ def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Ite
                     yield here / name
         else:
             yield item
+
+
+def output_overlap(inputs: Iterable[Path], output: Path) -> list[str]:
+    """Check the output against the inputs: raises ValueError if the output is an input
+    or holds one (the walk excludes the output, so nothing would be converted); returns
+    a note for each input that holds the output (allowed: the output is not read)."""
+    out = output.resolve()
+    notes = []
+    for item in inputs:
+        source = item.resolve()
+        if source == out:
+            raise ValueError(f"output folder {output} is also an input: nothing to convert")
+        if out in source.parents:
+            raise ValueError(f"input {item} is inside the output folder {output}")
+        if source in out.parents:
+            notes.append(f"output folder {output} is inside input {item}: not read as input")
+    return notes
 
 
 class InputSpool:

@@ -25,6 +25,7 @@ from .errors import ConversionError, UnframeableError
 from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
 from .info import build_info
+from .inputs import NotRegularFile, open_regular
 from .jsonmodel import AVAILABLE_TRANSFER_SYNTAX_UID, BulkThresholds, JsonEncoder
 from .kept_header import bulk_cuts, frame_cuts, write_kept_header
 from .multipart import (
@@ -36,6 +37,7 @@ from .multipart import (
 )
 from .p10 import MAX_INFLATED_SIZE, ParsedP10, parse_p10
 from .parts_writer import BulkWriter, frame_copy_threads, write_frames
+from .pathnames import display_path, path_fields
 from .results import InstanceView, write_results
 from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
 from .transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
@@ -85,9 +87,9 @@ class InstanceResult:
 
     def report_record(self) -> dict[str, Any]:
         record = {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
-            "reason": self.reason,
+            "reason": display_path(self.reason) if self.reason else None,
             "study_instance_uid": self.study_uid,
             "series_instance_uid": self.series_uid,
             "sop_instance_uid": self.sop_uid,
@@ -95,7 +97,7 @@ class InstanceResult:
             "frames": self.frames,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "warnings": self.warnings or None,
+            "warnings": [display_path(w) for w in self.warnings] or None,
         }
         return {k: v for k, v in record.items() if v is not None}
 
@@ -150,7 +152,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
     staging: Path | None = None
     buffer = buffer if buffer is not None else bytearray(COPY_BLOCK)
     try:
-        with open(path, "rb") as fp, ExitStack() as cleanup:
+        with open_regular(path) as fp, ExitStack() as cleanup:
             size = os.fstat(fp.fileno()).st_size
             scan: ScanThread | None = None
             if size >= OVERLAP_SCAN_BYTES:
@@ -206,6 +208,8 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.reason = str(exc)
     except NotImplementedError as exc:  # pydicom converting a value of an unknown VR
         result.reason = f"malformed data set: {exc}"
+    except NotRegularFile as exc:
+        result.status, result.reason = "skipped", str(exc)
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
     except Exception as exc:  # an input must never stop the batch; keep the reason

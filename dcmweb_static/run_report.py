@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import orjson
 
 from . import __version__
 from .instance import InstanceResult
+from .pathnames import path_fields
 from .plugins import PluginFailures
 
 
@@ -22,7 +24,10 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FILES_FAILED = 1
     USAGE = 2
-    INTERRUPTED = 130
+    #: 128 + the signal that stopped the run, as a shell reports a process it ended
+    HANGUP = 128 + signal.SIGHUP
+    INTERRUPTED = 128 + signal.SIGINT
+    TERMINATED = 128 + signal.SIGTERM
 
 
 MAX_KEPT_PROBLEMS = 1000
@@ -53,6 +58,8 @@ class RunSummary:
     error: str | None = None
     #: parent-side plugin hooks that raised (the files themselves are fine): exit 1
     plugin_failures: PluginFailures = field(default_factory=PluginFailures)
+    #: the signal that stopped the run; records are then those decided before it
+    interrupted: int | None = None
     _spool: Any = field(default=None, repr=False)
     _overrides: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -89,6 +96,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.interrupted is not None:
+            return ExitCode(128 + self.interrupted)
         failed = self.count("failed") or self.plugin_failures or self.error
         return ExitCode.FILES_FAILED if failed else ExitCode.OK
 
@@ -104,15 +113,18 @@ class RunSummary:
         self._spool.seek(0, os.SEEK_END)
 
     def report_head(self) -> dict[str, Any]:
+        stopped = {} if self.interrupted is None else {
+            "interrupted": signal.Signals(self.interrupted).name}
         head: dict[str, Any] = {
             "tool": {"name": "dcmweb-static", "version": __version__},
-            "output": str(self.output),
+            **path_fields(str(self.output), "output"),
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "counts": dict(self.counts),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,
+            **stopped,
         }
         if self.plugin_failures:
             head["plugin_failures"] = self.plugin_failures.records()

@@ -9,6 +9,7 @@ import os
 import threading
 from typing import BinaryIO
 
+from .inputs import open_regular
 from .multipart import COPY_BLOCK, contains_delimiter
 
 
@@ -44,7 +45,7 @@ class ScanThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            with open(self.path, "rb") as stream:
+            with open_regular(self.path) as stream:
                 self._outcome = scan_source(stream, bytearray(COPY_BLOCK))
         except BaseException as exc:  # re-raised in the converting thread
             self._error = exc

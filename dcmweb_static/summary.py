@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .pathnames import display_path
 from .run_report import RunSummary
 
 MAX_LISTED_PROBLEMS = 20
@@ -14,7 +15,8 @@ MAX_LISTED_PROBLEMS = 20
 def print_summary(summary: RunSummary, console: Console, *, verbose: bool = False) -> None:
     seconds = max(summary.seconds, 1e-9)
     mb = summary.bytes_in / 1e6
-    table = Table(title=f"dcmweb convert → {summary.output}", title_justify="left")
+    title = f"dcmweb convert → {escape(display_path(str(summary.output)))}"
+    table = Table(title=title, title_justify="left")
     for column in ("converted", "duplicates", "skipped", "failed", "MB in", "seconds",
                    "MB/s", "files/s"):
         table.add_column(column, justify="right")
@@ -37,7 +39,8 @@ def print_summary(summary: RunSummary, console: Console, *, verbose: bool = Fals
     shown = problems if verbose else problems[:MAX_LISTED_PROBLEMS]
     for result in shown:
         style = "red" if result.status == "failed" else "yellow"
-        console.print(f"[{style}]{result.status}[/{style}] {result.path}: {result.reason}",
+        shown_text = escape(f"{result.path}: {result.reason}")  # "[" in a name is no markup
+        console.print(f"[{style}]{result.status}[/{style}] {display_path(shown_text)}",
                       markup=True, highlight=False, soft_wrap=True)
     total = sum(summary.count(s) for s in ("duplicate", "skipped", "failed"))
     if total > len(shown):

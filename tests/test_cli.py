@@ -203,7 +203,7 @@ def test_output_folder_that_cannot_be_created(good: Path, tmp_path: Path) -> Non
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, output = run("convert", good, "-d", blocker / "out")
-    assert code == 1 and "cannot create output folder" in output
+    assert code == 2 and f"{blocker} is a file, not a folder" in output
 
 
 def test_quiet_prints_nothing_and_version(good: Path, tmp_path: Path) -> None:

@@ -25,12 +25,12 @@ from dcmweb_static.part10 import open_instance, write_part10
 from dcmweb_static.uids import InvalidUIDError
 
 from . import corpus
-from .conftest import pydicom_corpus
+from .conftest import PYDICOM_DATA, pydicom_corpus
 from .reference import assert_same_dataset, reference_bits, reference_frames, unpack_frame_bits
 from .test_pydicom_corpus import EXPECTED_FAILURES, _with_uids
 from .test_streaming import FRAME, FRAMES
 from .test_streaming import _big_file as big_file
-from .treeutil import convert, dataset_from_tree, frame_bodies
+from .treeutil import convert, dataset_from_tree, frame_bodies, load_metadata
 
 
 def _rebuilt_equal(paths: list[Path], tmp_path: Path) -> tuple[int, list[str]]:
@@ -314,3 +314,57 @@ def test_memory_stays_small_rebuilding_a_large_multiframe_file(tmp_path: Path,
         assert rebuilt[0x00420011].value == b"\x01" * (3 << 20)
     else:
         assert Path(result.path).read_bytes() == (tmp_path / "gone.dcm").read_bytes()
+
+
+# -- files without a File Meta header (issue 12, part 4) --------------------------------
+
+def _without_meta(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Raw data sets (no preamble, no group 0002): dcmconv -F of a 3-frame image in each
+    byte order and VR encoding, and pydicom's two test files; with the expected syntax."""
+    source = syn.save(corpus._image(1, bits=12, frames=3), tmp_path / "with-meta.dcm")
+    files = {}
+    for option, ts in (("+ti", pydicom.uid.ImplicitVRLittleEndian),
+                       ("+te", pydicom.uid.ExplicitVRLittleEndian),
+                       ("+tb", pydicom.uid.ExplicitVRBigEndian)):
+        out = tmp_path / f"raw{option[1:]}.dcm"
+        corpus._dcmtk("dcmconv", "-F", option, source, out)
+        files[out.name] = (out, ts)
+    for name, ts in (("ExplVR_LitEndNoMeta.dcm", pydicom.uid.ExplicitVRLittleEndian),
+                     ("ExplVR_BigEndNoMeta.dcm", pydicom.uid.ExplicitVRBigEndian)):
+        copy = tmp_path / name
+        copy.write_bytes((PYDICOM_DATA / "test_files" / name).read_bytes())
+        files[name] = (copy, ts)
+    return files
+
+
+def test_files_without_file_meta_convert_and_rebuild_byte_for_byte(tmp_path: Path) -> None:
+    for name, (path, ts) in _without_meta(tmp_path).items():
+        assert not path.read_bytes()[128:132] == b"DICM"
+        out = tmp_path / f"tree-{name}"
+        result = convert_file(path, ConvertOptions(output=out), tmp_path / "staging")
+        assert result.status == "converted", f"{name}: {result.reason}"
+        folder = commit_instance(out, Path(result.staging), result.study_uid,
+                                 result.series_uid, result.sop_uid)
+        info = json.loads((folder / "info").read_bytes())
+        assert info["file_meta_present"] is False and info["file_meta"] == ""
+        assert info["transfer_syntax_uid"] == ts, name
+        (document,) = load_metadata(folder)
+        assert document["00083002"]["Value"] == [ts]
+        source = pydicom.dcmread(path, force=True)
+        assert_same_dataset(source, dataset_from_tree(
+            folder, little_endian=ts.is_little_endian, encodings=source._character_set))
+        if "PixelData" in source:
+            assert [b for _, b in frame_bodies(folder)] == [
+                source.PixelData[i * 64 * 48 * 2:(i + 1) * 64 * 48 * 2] for i in range(3)]
+        (rebuilt,) = write_part10(out, tmp_path / f"p10-{name}")
+        assert rebuilt.status == "written", f"{name}: {rebuilt.reason}"
+        assert Path(rebuilt.path).read_bytes() == path.read_bytes(), name
+
+
+def test_a_file_that_is_no_data_set_is_still_refused(tmp_path: Path) -> None:
+    for name, data in (("notes.txt", b"hello, this is not DICOM at all\n"),
+                       ("zeros.bin", bytes(300)), ("random.bin", bytes(range(256)) * 2)):
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = convert_file(path, ConvertOptions(output=tmp_path / "out"), tmp_path / "st")
+        assert result.status == "failed" and "not a DICOM Part 10 file" in result.reason, name

@@ -7,7 +7,7 @@ then rebuilds every instance from the tree with the library's `write_part10` (th
 behind `dcmweb part10`), untransformed (spliced, checked against the source SHA-256)
 and after `--plugin strip-private` (encoded anew from the metadata). Prints the median
 of `--rounds` runs as files/s and MB/s of rebuilt P10 bytes, and per instance the bytes
-of the kept header (`p10-header.gz`) and of the `rebuild` record in `info`.
+of the kept header (`p10-header`) and of the `rebuild` record in `info`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The source's data set bytes with the big values cut out (frame bytes and bulk data
 copied from the source unchanged, which the tree already holds) are gzipped into
-`p10-header.gz` beside `info`; `info["rebuild"]` lists each cut and the tree file that
-holds its bytes. Element order, lengths, padding, VRs, byte order, spellings and group
+`p10-header` beside `info` (named without `.gz`: it is no resource to serve, and a
+`--no-gzip` tree holds no `.gz` file); `info["rebuild"]` lists each cut and the tree
+file that holds its bytes. Element order, lengths, padding, VRs, byte order, spellings and group
 lengths are then kept as they were, whatever the JSON model makes of them. Only written
 for untransformed instances: the bytes hold original values.
 
@@ -23,7 +24,7 @@ from .frames import Frame
 from .fsutil import GZIP_LEVEL
 from .multipart import COPY_BLOCK
 
-HEADER_NAME = "p10-header.gz"
+HEADER_NAME = "p10-header"
 DEFLATED_NAME = "p10-deflated"
 #: zlib (level, memLevel) pairs tried to reproduce a source's deflated stream: zlib's
 #: default (dcmtk's and pydicom's), then the rest

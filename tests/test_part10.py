@@ -19,6 +19,7 @@ from dcmweb_static import synthetic as syn
 from dcmweb_static.cli import main
 from dcmweb_static.commit import commit_instance
 from dcmweb_static.instance import ConvertOptions, convert_file
+from dcmweb_static.jsonmodel import BulkThresholds
 from dcmweb_static.kept_header import HEADER_NAME
 from dcmweb_static.multipart import PART_FOOTER
 from dcmweb_static.part10 import open_instance, write_part10
@@ -368,3 +369,21 @@ def test_a_file_that_is_no_data_set_is_still_refused(tmp_path: Path) -> None:
         path.write_bytes(data)
         result = convert_file(path, ConvertOptions(output=tmp_path / "out"), tmp_path / "st")
         assert result.status == "failed" and "not a DICOM Part 10 file" in result.reason, name
+
+
+def test_absolute_bulk_data_uris_resolve_in_the_tree(tmp_path: Path) -> None:
+    """--base-url writes absolute BulkDataURIs; a transformed rebuild reads the same files."""
+    source = big_file(tmp_path / "big.dcm")  # frames and a 3 MiB public bulk value
+    small = {"public": 1024}
+    plain = _convert_one(source, tmp_path / "a", tmp_path / "st", plugins=("strip-private",),
+                         thresholds=BulkThresholds(**small))
+    absolute = _convert_one(source, tmp_path / "b", tmp_path / "st", plugins=("strip-private",),
+                            thresholds=BulkThresholds(**small),
+                            base_url="https://pacs.example/dicomweb/")
+    assert plain and absolute
+    (document,) = load_metadata(absolute)
+    assert document["00420011"]["BulkDataURI"].startswith("https://pacs.example/dicomweb/")
+    (a,) = write_part10(tmp_path / "a", tmp_path / "pa")
+    (b,) = write_part10(tmp_path / "b", tmp_path / "pb")
+    assert a.status == b.status == "written", (a.reason, b.reason)
+    assert Path(a.path).read_bytes() == Path(b.path).read_bytes()

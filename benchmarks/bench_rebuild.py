@@ -7,7 +7,8 @@ then rebuilds every instance from the tree with the library's `write_part10` (th
 behind `dcmweb part10`), untransformed (spliced, checked against the source SHA-256)
 and after `--plugin strip-private` (encoded anew from the metadata). Prints the median
 of `--rounds` runs as files/s and MB/s of rebuilt P10 bytes, and per instance the bytes
-of the kept header (`p10-header`) and of the `rebuild` record in `info`.
+the round trip adds: the `rebuild` record in `info` (with the kept header in base64 when
+it is small) and the `p10-header` files of the others.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def multiframe(path: Path) -> Path:
 
 
 def added_bytes(out: Path) -> tuple[int, float, float]:
-    """(instances, mean kept header bytes, mean bytes of the info `rebuild` record)."""
+    """(instances, mean bytes of p10-header files, mean bytes of info's `rebuild` record)."""
     headers, records, count = 0, 0, 0
     for info in out.glob("studies/*/series/*/instances/*/info"):
         count += 1
@@ -88,7 +89,7 @@ def main() -> None:
                 report(label, *timed_rebuild(out, work / "p10", args.rounds))
                 if name == "CT series" and not plugins:
                     count, header, record = added_bytes(out)
-                    print(f"  added per instance: kept header {header:.0f} B + info record "
+                    print(f"  added per instance: p10-header files {header:.0f} B + info record "
                           f"{record:.0f} B = {header + record:.0f} B "
                           f"({100 * (header + record) / source_bytes:.2f}% of a "
                           f"{source_bytes / 1e3:.0f} kB source)")

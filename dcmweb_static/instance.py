@@ -196,6 +196,7 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
                         parsed, result, options, staging, copier, clock)
             kept, rebuild = 0, None
             if not options.plugins:  # never for a transformed instance: original values
+                clock.lap("write")  # what came since the frames (plugin results) is writing
                 kept, rebuild = _keep_header(parsed, fp, staging, frames, bulk_ranges)
                 clock.lap("header")
             # info last: it records the checksum, known only now for an overlapped scan

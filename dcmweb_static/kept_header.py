@@ -1,12 +1,13 @@
 """The kept header: what the JSON model cannot carry, kept for a byte-exact P10 rebuild.
 
 The source's data set bytes with the big values cut out (frame bytes and bulk data
-copied from the source unchanged, which the tree already holds) are gzipped into
-`p10-header` beside `info` (named without `.gz`: it is no resource to serve, and a
-`--no-gzip` tree holds no `.gz` file); `info["rebuild"]` lists each cut and the tree
-file that holds its bytes. Element order, lengths, padding, VRs, byte order, spellings and group
-lengths are then kept as they were, whatever the JSON model makes of them. Only written
-for untransformed instances: the bytes hold original values.
+copied from the source unchanged, which the tree already holds), gzipped: in `info`
+(base64) while small, else in `p10-header` beside it (named without `.gz`: it is no
+resource to serve, and a `--no-gzip` tree holds no `.gz` file). `info["rebuild"]` lists
+each cut and the tree file that holds its bytes. Element order, lengths, padding, VRs,
+byte order, spellings and group lengths are then kept as they were, whatever the JSON
+model makes of them. Only written for untransformed instances: the bytes hold original
+values.
 
 Deflated files: offsets refer to the inflated data set, and the rebuild deflates it
 again with the zlib settings found here to reproduce the source's stream; when none
@@ -15,6 +16,7 @@ does, the source's deflated stream itself is kept (`p10-deflated`), instead of a
 
 from __future__ import annotations
 
+import base64
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,6 +27,10 @@ from .fsutil import GZIP_LEVEL
 from .multipart import COPY_BLOCK
 
 HEADER_NAME = "p10-header"
+#: a kept header up to this many gzip bytes goes into info (base64) instead of a file of
+#: its own: one file fewer per instance (measured: 0.13 ms inline, 0.2-0.4 ms as a file, of
+#: a 4 ms CT slice conversion)
+INLINE_LIMIT = 16 << 10
 DEFLATED_NAME = "p10-deflated"
 #: zlib (level, memLevel) pairs tried to reproduce a source's deflated stream: zlib's
 #: default (dcmtk's and pydicom's), then the rest
@@ -121,22 +127,59 @@ def write_kept_header(stream: BinaryIO, start: int, end: int, cuts: list[Cut], s
             return size - deflated_from, {"deflated": DEFLATED_NAME}
         record["deflate"] = {"level": settings[0], "mem_level": settings[1]}
     kept = _disjoint(cuts, start, end)
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    written = 0
-    with open(staging / HEADER_NAME, "wb") as out:
+    sink = _HeaderSink(staging / HEADER_NAME)
+    try:
         position = start
         for offset, length, _, _ in [*kept, (end, 0, "", 0)]:
             for chunk in _ranges(stream, position, offset - position):
-                packed = compressor.compress(chunk)
-                out.write(packed)
-                written += len(packed)
+                sink.write(chunk)
             position = offset + length
-        packed = compressor.flush()
-        out.write(packed)
-        written += len(packed)
-    record.update(header=HEADER_NAME, start=start, end=end,
-                  cuts=[list(cut) for cut in kept])
+        written = sink.finish(record)
+    finally:
+        sink.close()
+    record.update(start=start, end=end, cuts=[list(cut) for cut in kept])
     return written, record
+
+
+class _HeaderSink:
+    """gzip of the kept header, held in memory while small (then it goes into info and
+    no file is made), else written to `path` as it comes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        self.held: list[bytes] = []
+        self.size = 0
+        self.out: BinaryIO | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self._put(self.compressor.compress(chunk))
+
+    def _put(self, block: bytes) -> None:
+        if not block:
+            return
+        self.size += len(block)
+        if self.out is None and self.size > INLINE_LIMIT:
+            self.out = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+            self.out.writelines(self.held)
+            self.held = []
+        if self.out is not None:
+            self.out.write(block)
+        else:
+            self.held.append(block)
+
+    def finish(self, record: dict[str, Any]) -> int:
+        """Complete the gzip stream; records where it is; returns the bytes of files."""
+        self._put(self.compressor.flush())
+        if self.out is not None:
+            record["header"] = HEADER_NAME
+            return self.size
+        record["header_base64"] = base64.b64encode(b"".join(self.held)).decode("ascii")
+        return 0
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
 
 
 def end_of(stream: BinaryIO) -> int:

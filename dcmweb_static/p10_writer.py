@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import os
 import re
 import struct
@@ -159,9 +160,12 @@ def splice(folder: Path, info: dict[str, Any]) -> Iterator[bytes]:
 def _spliced(folder: Path, rebuild: dict[str, Any], payloads: Payloads) -> Iterator[bytes]:
     start, end = int(rebuild["start"]), int(rebuild["end"])
     try:
-        header = gzip.open(os.path.join(folder, HEADER_NAME), "rb")
-    except OSError as exc:
-        raise RebuildError(f"kept header: {exc.strerror or exc}") from None
+        if "header_base64" in rebuild:  # a small one is kept in info itself
+            header = gzip.GzipFile(fileobj=io.BytesIO(base64.b64decode(rebuild["header_base64"])))
+        else:
+            header = gzip.open(os.path.join(folder, HEADER_NAME), "rb")
+    except (OSError, ValueError) as exc:
+        raise RebuildError(f"kept header: {getattr(exc, 'strerror', None) or exc}") from None
     with header:
         position = start
         for offset, length, name, at in rebuild["cuts"]:

@@ -3,8 +3,10 @@ no transform changed them (issue 12)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import random
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -144,12 +146,14 @@ def test_a_changed_frame_is_reported_and_not_written(two_series, tmp_path: Path)
     data = bytearray(frame.read_bytes())
     data[200] ^= 0xFF  # same length, one byte of a pixel changed
     frame.write_bytes(bytes(data))
-    missing = next(out.glob(f"studies/*/series/*/instances/{others[0][0]}/p10-header"))
-    missing.unlink()
+    info = next(out.glob(f"studies/*/series/*/instances/{others[0][0]}/info"))
+    record = json.loads(info.read_bytes())
+    del record["rebuild"]  # as an older version wrote it
+    info.write_text(json.dumps(record))
     code, output = run("part10", out, "-o", tmp_path / "d")
     assert code == 1
     assert f"failed: {sop}: rebuilt bytes differ from the source" in output
-    assert f"failed: {others[0][0]}: kept header: No such file or directory" in output
+    assert f"failed: {others[0][0]}: info has no rebuild record" in output
     assert "wrote 1 of 3 instances" in output
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [f"{others[1][0]}.dcm"]
 
@@ -387,3 +391,33 @@ def test_absolute_bulk_data_uris_resolve_in_the_tree(tmp_path: Path) -> None:
     (b,) = write_part10(tmp_path / "b", tmp_path / "pb")
     assert a.status == b.status == "written", (a.reason, b.reason)
     assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+
+
+def test_a_large_kept_header_is_a_file_of_its_own(tmp_path: Path) -> None:
+    """Values held in the header (here 64 KiB of noise inside a sequence item) make it
+    too big for info: it is written as p10-header, and rebuilt from there."""
+    ds = syn.base_dataset(syn.uid(60), syn.uid(60, 1), syn.uid(60, 1, 1))
+    syn.add_pixels(ds, rows=16, columns=16, bits=16)
+    item = pydicom.Dataset()
+    item.add_new(0x00420011, "OB", random.Random(1).randbytes(64 << 10))
+    ds.add_new(0x00400275, "SQ", [item])  # Request Attributes Sequence
+    source = syn.save(ds, tmp_path / "noise.dcm")
+    folder = _convert_one(source, tmp_path / "out", tmp_path / "st")
+    assert folder is not None
+    record = json.loads((folder / "info").read_bytes())["rebuild"]
+    assert record["header"] == HEADER_NAME and "header_base64" not in record
+    assert (folder / HEADER_NAME).stat().st_size > 64 << 10
+    (result,) = write_part10(tmp_path / "out", tmp_path / "p10")
+    assert Path(result.path).read_bytes() == source.read_bytes()
+    (folder / HEADER_NAME).unlink()
+    (result,) = write_part10(tmp_path / "out", tmp_path / "p10-again")
+    assert result.status == "failed"
+    assert result.reason == "kept header: No such file or directory"
+
+
+def test_a_small_kept_header_is_kept_in_info(two_series) -> None:
+    out, _ = two_series
+    for info in out.glob("studies/*/series/*/instances/*/info"):
+        record = json.loads(info.read_bytes())["rebuild"]
+        assert len(base64.b64decode(record["header_base64"])) < 4096
+        assert not (info.parent / HEADER_NAME).exists()

@@ -14,9 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
-from . import dedup, layout, qido
+from . import dedup, jsonio, layout, qido
 from .fsutil import (
     ResourceWriter,
     clean_stale_scratch,
@@ -77,7 +75,7 @@ def instance_document(root: Path, study: str, series: str, sop: str) -> bytes | 
     if data is not None:
         return data.strip()[1:-1]  # the one object of the instance's array
     parsed = dedup.load_document(root, study, series, sop)
-    return None if parsed is None else orjson.dumps(parsed)
+    return None if parsed is None else jsonio.dumps(parsed)
 
 
 def scan_series(root: Path, study: str, series: str) -> tuple[list[InstanceEntry], Json | None]:
@@ -89,7 +87,7 @@ def scan_series(root: Path, study: str, series: str) -> tuple[list[InstanceEntry
         data = instance_document(root, study, series, sop)
         if data is None:  # an instance folder without metadata in either form
             continue
-        parsed = orjson.loads(data)
+        parsed = jsonio.loads(data)
         entry = InstanceEntry(sop, qido.instance_sort_key(parsed))
         if first is None or entry.sort_key < first[0]:
             first = (entry.sort_key, qido.summary(parsed))
@@ -116,7 +114,7 @@ def _write_series(root: Path, study: str, series: str, entries: list[InstanceEnt
                 continue
             comma = b"," if written else b""
             documents.write(comma + rebase_uris(data, f"instances/{entry.sop}/"))
-            index.write(comma + orjson.dumps(qido.instance_record(orjson.loads(data), base_url)))
+            index.write(comma + jsonio.dumps(qido.instance_record(jsonio.loads(data), base_url)))
             study_documents.write(separator + rebase_uris(
                 data, f"series/{series}/instances/{entry.sop}/"))
             written, separator = True, b","
@@ -146,11 +144,11 @@ def update_study(root: Path, study: str, gzip: bool, base_url: str | None,
                                       study_documents, separator)
         study_documents.write(b"]")
     series_records = [item[0] for item in series_list]
-    write_resource(root, study_folder / "series" / "index.json", orjson.dumps(series_records),
+    write_resource(root, study_folder / "series" / "index.json", jsonio.dumps(series_records),
                    gzip)
     count = sum(len(item[2]) for item in series_list)
     record = qido.study_record(series_list[0][3], series_records, count, base_url)
-    write_resource(root, study_folder / "index.json", orjson.dumps([record]), gzip)
+    write_resource(root, study_folder / "index.json", jsonio.dumps([record]), gzip)
     _plugin_results(root, study, [(series, entries) for _, series, entries, _ in series_list],
                     failures if failures is not None else PluginFailures())
     return record
@@ -182,9 +180,9 @@ def update_studies_index(root: Path, gzip: bool) -> int:
     for study in _uid_dirs(root / "studies"):
         data = read_resource(root / "studies" / study / "index.json")
         if data is not None:
-            records.extend(orjson.loads(data))
+            records.extend(jsonio.loads(data))
     records.sort(key=qido.study_sort_key)
-    write_resource(root, root / "studies" / "index.json", orjson.dumps(records), gzip)
+    write_resource(root, root / "studies" / "index.json", jsonio.dumps(records), gzip)
     return len(records)
 
 

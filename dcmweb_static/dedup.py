@@ -10,8 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from . import jsonio
 from .fsutil import (
     atomic_write,
     gzip_bytes,
@@ -79,7 +78,7 @@ def record_path(root: Path, study: str, series: str, sop: str) -> Path:
 
 def store_extract(root: Path, extract: Json) -> str:
     """Write `extract` once under its content hash; concurrent writers write the same bytes."""
-    data = orjson.dumps(extract)  # key order as written: joining must give the same bytes
+    data = jsonio.dumps(extract)  # key order as written: joining must give the same bytes
     digest = hashlib.sha256(data).hexdigest()
     path = extract_path(root, digest)
     packed = path.with_name(path.name + ".gz")
@@ -93,7 +92,7 @@ def instance_record(root: Path, document: Json) -> bytes:
     """Store the shared extracts of `document`; return the instance record's JSON."""
     parts, remainder = split(document)
     hashes = {level: store_extract(root, part) for level, part in parts.items()}
-    return orjson.dumps({"parts": hashes, "remainder": remainder})
+    return jsonio.dumps({"parts": hashes, "remainder": remainder})
 
 
 def load_document(root: Path, study: str, series: str, sop: str) -> Json | None:
@@ -101,13 +100,13 @@ def load_document(root: Path, study: str, series: str, sop: str) -> Json | None:
     data = read_resource(record_path(root, study, series, sop))
     if data is None:
         return None
-    record = orjson.loads(data)
+    record = jsonio.loads(data)
     parts = {}
     for level, digest in record["parts"].items():
         extract = read_resource(extract_path(root, digest))
         if extract is None:
             raise FileNotFoundError(f"deduplicated extract {digest} is missing")
-        parts[level] = orjson.loads(extract)
+        parts[level] = jsonio.loads(extract)
     return join(parts, record["remainder"])
 
 
@@ -127,6 +126,6 @@ def _rebuild_instances(root: Path, gzip: bool) -> int:
         folder = root / "studies" / study / "series" / series / "instances" / sop
         if document is None or not folder.is_dir():
             continue
-        write_resource(root, folder / "metadata", orjson.dumps([document]), gzip)
+        write_resource(root, folder / "metadata", jsonio.dumps([document]), gzip)
         count += 1
     return count

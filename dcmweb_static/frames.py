@@ -2,7 +2,9 @@
 
 A frame is a list of (offset, length) segments to be joined: one slice of native Pixel
 Data, or the values of one or more fragments. 1-bit native frames that do not start on
-a byte boundary carry a bit offset and are re-packed when copied.
+a byte boundary carry a bit offset and are re-packed when copied. 8-bit samples in big
+endian OW words are stored byte-swapped per word (PS3.5 7.3): their frames name whole words
+and are swapped back when copied, so a frame gives the samples in order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pydicom.dataset import Dataset
 
 from .errors import ConversionError, TruncatedError, UnframeableError
 from .p10 import PixelDataElement
-from .transfer_syntax import TransferSyntax
+from .transfer_syntax import EXPLICIT_VR_BIG_ENDIAN, TransferSyntax
+
+#: bytes per word of 8-bit samples stored as big endian OW
+SWAP_WORD = 2
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,15 @@ class Frame:
     #: for bit-packed frames: first bit (0-7) inside the first byte, and the bit count
     bit_offset: int = 0
     bit_length: int | None = None
+    #: for byte-swapped words: the frame is `swapped_length` bytes, `swapped_skip` (0 or 1)
+    #: bytes into its one segment once each word of it is swapped back
+    swapped_skip: int = 0
+    swapped_length: int | None = None
 
     @property
     def length(self) -> int:
+        if self.swapped_length is not None:
+            return self.swapped_length
         if self.bit_length is not None:
             return (self.bit_length + 7) // 8
         return sum(length for _, length in self.segments)
@@ -36,6 +47,8 @@ class Frame:
 class FrameLayout:
     frames: list[Frame]
     method: str  # how the frame boundaries were found, recorded in info
+    #: SWAP_WORD when the frames are 8-bit samples swapped back out of big endian OW words
+    byte_swap: int = 0
 
 
 def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
@@ -57,7 +70,8 @@ def number_of_frames(ds: Dataset) -> int:
     return frames
 
 
-def native_frames(ds: Dataset, pixel: PixelDataElement) -> FrameLayout:
+def native_frames(ds: Dataset, pixel: PixelDataElement,
+                  big_endian: bool = False) -> FrameLayout:
     """Slice native Pixel Data (also Float/Double Float Pixel Data) into frames."""
     rows = _int_attr(ds, "Rows")
     columns = _int_attr(ds, "Columns")
@@ -76,6 +90,8 @@ def native_frames(ds: Dataset, pixel: PixelDataElement) -> FrameLayout:
             f"{rows}x{columns}x{samples} at {bits} bits need {needed}"
         )
     start = pixel.value_offset
+    if big_endian and bits == 8 and pixel.vr == "OW" and pixel.tag == 0x7FE00010:
+        return _swapped_frames(start, pixel.length, frames, frame_bits // 8)
     if frame_bits % 8 == 0:
         size = frame_bits // 8
         return FrameLayout(
@@ -90,6 +106,22 @@ def native_frames(ds: Dataset, pixel: PixelDataElement) -> FrameLayout:
             Frame(((start + first_byte, last_byte - first_byte),), first_bit % 8, frame_bits)
         )
     return FrameLayout(out, "native-bit-packed")
+
+
+def _swapped_frames(start: int, length: int, frames: int, size: int) -> FrameLayout:
+    """Frames of 8-bit samples held in big endian OW words (what pydicom's pixel handling
+    undoes too): sample j of the value is stored at byte j ^ 1, so each frame covers the
+    whole words holding its samples, which may begin or end mid-word."""
+    if length % SWAP_WORD:
+        raise ConversionError(f"OW Pixel Data has an odd length ({length} bytes)")
+    out = []
+    for i in range(frames):
+        first, end = i * size, (i + 1) * size
+        word_start = first - first % SWAP_WORD
+        word_end = end + (-end) % SWAP_WORD
+        out.append(Frame(((start + word_start, word_end - word_start),),
+                         swapped_skip=first - word_start, swapped_length=size))
+    return FrameLayout(out, "native", byte_swap=SWAP_WORD)
 
 
 # The first bytes that open a frame's codestream, for PS3.5 A.4 frame counting when there
@@ -168,4 +200,4 @@ def frame_layout(
 ) -> FrameLayout:
     if pixel.encapsulated:
         return encapsulated_frames(ds, pixel, ts, stream)
-    return native_frames(ds, pixel)
+    return native_frames(ds, pixel, big_endian=ts.uid == EXPLICIT_VR_BIG_ENDIAN)

@@ -11,7 +11,7 @@ import orjson
 from pydicom.dataset import Dataset
 
 from . import __version__
-from .frames import FrameLayout
+from .frames import Frame, FrameLayout
 from .multipart import BOUNDARY
 from .p10 import ParsedP10
 from .pathnames import path_fields
@@ -32,6 +32,37 @@ def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
                 found.append(f"{name}.{i}")
             found.extend(undefined_length_paths(item, f"{name}.{i}."))
     return found
+
+
+#: longest value tail kept in info (more is extra data after the frames, not padding)
+TAIL_LIMIT = 64
+
+
+def _swapped_tail(parsed: ParsedP10, frames: FrameLayout) -> str | None:
+    """The sample-order bytes of the value after the last frame (base64), or None when
+    there are more than TAIL_LIMIT."""
+    pixel = parsed.pixel_data
+    assert pixel is not None and pixel.length is not None
+    end = sum(f.length for f in frames.frames)
+    start = end - end % frames.byte_swap
+    if pixel.length - end > TAIL_LIMIT:
+        return None
+    parsed.stream.seek(pixel.value_offset + start)
+    stored = parsed.stream.read(pixel.length - start)
+    swapped = bytearray(len(stored))
+    swapped[0::2], swapped[1::2] = stored[1::2], stored[0::2]
+    return base64.b64encode(swapped[end - start:]).decode("ascii")
+
+
+def _frame_record(frame: Frame) -> Any:
+    segments = [list(s) for s in frame.segments]
+    if frame.swapped_length is not None:
+        return {"segments": segments, "skip": frame.swapped_skip,
+                "length": frame.swapped_length}
+    if frame.bit_length is not None:
+        return {"segments": segments, "bit_offset": frame.bit_offset,
+                "bit_length": frame.bit_length}
+    return segments
 
 
 def build_info(
@@ -70,12 +101,12 @@ def build_info(
         if frames is not None:
             pixel_info["frame_boundaries_from"] = frames.method
             pixel_info["media_type"] = media_type
-            pixel_info["frames"] = [
-                {"segments": [list(s) for s in f.segments], "bit_offset": f.bit_offset,
-                 "bit_length": f.bit_length} if f.bit_length is not None
-                else [list(s) for s in f.segments]
-                for f in frames.frames
-            ]
+            pixel_info["frames"] = [_frame_record(f) for f in frames.frames]
+            if frames.byte_swap:
+                # each frame is its words' bytes swapped back: a rebuild swaps them again,
+                # after the bytes past the last frame (the padding), recorded here
+                pixel_info["frames_byte_swapped"] = frames.byte_swap
+                pixel_info["swapped_tail"] = _swapped_tail(parsed, frames)
     record: dict[str, Any] = {
         "tool": {"name": "dcmweb-static", "version": __version__},
         "source": {**path_fields(source_path), "size": source_size, "sha256": sha256},

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import orjson
 from pydicom.dataset import Dataset
 
-from . import dedup, layout, plugins
+from . import dedup, jsonio, layout, plugins
 from .errors import ConversionError, UnframeableError
 from .frames import FrameLayout, frame_layout
 from .fsutil import GZIP_LEVEL, gzip_bytes
@@ -213,6 +213,9 @@ def _convert_file(path: str | os.PathLike[str], options: ConvertOptions, staging
         result.status, result.reason = "skipped", str(exc)
     except OSError as exc:
         result.reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+    except RecursionError:  # only sequence nesting recurses this deep (pydicom's reader)
+        result.reason = (f"sequences nested more than {jsonio.MAX_SEQUENCE_DEPTH} levels deep "
+                         "(too deep to read)")
     except Exception as exc:  # an input must never stop the batch; keep the reason
         last = traceback.extract_tb(exc.__traceback__)[-1]
         result.reason = (f"unexpected {type(exc).__name__}: {exc} "
@@ -255,7 +258,9 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
                       + layout.instance_url_path(result.study_uid, result.series_uid,
                                                  result.sop_uid) + "/")
     bulk = BulkWriter(staging / "bulkdata", uri_prefix, copier)
-    metadata = JsonEncoder(options.thresholds, bulk, parsed.stream).dataset(ds)
+    encoder = JsonEncoder(options.thresholds, bulk, parsed.stream)
+    metadata = encoder.dataset(ds)
+    result.warnings.extend(encoder.warnings)
     # Frames of a deflated file are the inflated, explicit VR little endian bytes: the
     # syntax named in metadata and in each frame's part always describes those bytes.
     frame_syntax = EXPLICIT_VR_LITTLE_ENDIAN if parsed.deflated else parsed.transfer_syntax_uid
@@ -291,7 +296,7 @@ def _write_instance(parsed: ParsedP10, result: InstanceResult, options: ConvertO
         record = dedup.instance_record(options.output, metadata)
         (staging / dedup.STAGED_RECORD).write_bytes(gzip_bytes(record))
     if options.instances or not options.deduplicate:
-        document = orjson.dumps([metadata])
+        document = jsonio.dumps([metadata])
         clock.lap("encode")
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)

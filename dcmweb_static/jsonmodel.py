@@ -25,6 +25,7 @@ from pydicom.tag import BaseTag
 
 from . import rawvalues
 from .errors import ConversionError, TruncatedError
+from .jsonio import MAX_SEQUENCE_DEPTH
 from .rawvalues import json_number
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -101,6 +102,9 @@ class JsonEncoder:
         self.stream = stream
         #: decode common VRs from raw bytes (rawvalues); False: every value via pydicom
         self.fast = fast
+        #: one line per value written differently from the file's text (for the report)
+        self.warnings: list[str] = []
+        self._depth = 0  # sequences open around the element being encoded
 
     def _fast_element(self, tag: BaseTag, raw: RawDataElement, path: str, key: str,
                       encodings: list[str]) -> dict[str, Any] | None:
@@ -121,6 +125,8 @@ class JsonEncoder:
                 values = decoder(value, encodings, raw.is_little_endian)
             except rawvalues.Fallback:
                 return None
+            except rawvalues.InvalidNumber:
+                return self._invalid_number(vr, value, path + key)
             if values is None:
                 return None
             return {"vr": vr, "Value": values} if values else {"vr": vr}
@@ -184,7 +190,21 @@ class JsonEncoder:
         else (None) takes pydicom's path, which gives the same output."""
         if raw.is_implicit_VR or not raw.is_little_endian:
             return None
-        data = raw.value
+        self._enter(name)
+        try:
+            return self._fast_items(raw.value, name, encodings)
+        finally:
+            self._depth -= 1
+
+    def _enter(self, name: str) -> None:
+        """Open one more sequence level, refusing files nested past the limit (jsonio)."""
+        self._depth += 1
+        if self._depth > MAX_SEQUENCE_DEPTH:
+            raise ConversionError(f"sequence ({name[:4]},{name[4:8]}) holds sequences nested "
+                                  f"more than {MAX_SEQUENCE_DEPTH} levels deep")
+
+    def _fast_items(self, data: bytes, name: str,
+                    encodings: list[str]) -> dict[str, Any] | None:
         stream = BytesIO(data)
         items: list[dict[str, Any]] = []
         while stream.tell() < len(data):
@@ -265,8 +285,12 @@ class JsonEncoder:
             raise ConversionError(f"element {tag} cannot be decoded: {exc}") from None
         vr = _resolved_vr(elem.VR, tag)
         if vr == "SQ":
-            items = [self.dataset(item, f"{name}.{i}.", encodings)
-                     for i, item in enumerate(elem.value or [])]
+            self._enter(name)
+            try:
+                items = [self.dataset(item, f"{name}.{i}.", encodings)
+                         for i, item in enumerate(elem.value or [])]
+            finally:
+                self._depth -= 1
             return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
         if vr in BINARY_VRS or vr not in _ENCODERS:
             data = raw_bytes if raw_bytes is not None else _bytes_value(elem)
@@ -278,7 +302,11 @@ class JsonEncoder:
         if (raw_bytes is not None and vr in BULK_VRS
                 and self.thresholds.exceeded(tag, len(raw_bytes))):
             return {"vr": vr, "BulkDataURI": self.bulk.add(name, raw_bytes, None)}
-        values = _ENCODERS[vr](elem.value, vr)
+        try:
+            values = _ENCODERS[vr](elem.value, vr)
+        except rawvalues.InvalidNumber:
+            data = raw_bytes if raw_bytes is not None else _text_bytes(elem)
+            return self._invalid_number(vr, data, name)
         if vr in ("FL", "FD") and any(isinstance(v, float) and not math.isfinite(v)
                                       for v in values):
             # JSON numbers cannot hold NaN or infinity; bulk data keeps them exactly
@@ -287,6 +315,23 @@ class JsonEncoder:
         if not values or all(v is None for v in values) and len(values) == 1:
             return {"vr": vr}
         return {"vr": vr, "Value": values}
+
+
+    def _invalid_number(self, vr: str, data: bytes, name: str) -> dict[str, Any]:
+        """IS/DS text that is no number: its bytes as bulk data under the element's own VR
+        (PS3.18 F.2.6 allows BulkDataURI for IS and DS), so every reader loads the document
+        and the value stays exact; the report says which element and what it held."""
+        text = data.decode("latin_1").strip(" \0")
+        self.warnings.append(f"element {name} has an invalid {vr} value {text!r}: "
+                             "published as bulk data, bytes unchanged")
+        return {"vr": vr, "BulkDataURI": self.bulk.add(name, data, None)}
+
+
+def _text_bytes(elem: DataElement) -> bytes:
+    """The stored text of a string value pydicom holds already converted (no raw bytes)."""
+    texts = ["" if v is None else getattr(v, "original_string", None) or str(v)
+             for v in _as_list(elem.value)]
+    return "\\".join(texts).encode("latin_1")
 
 
 def _encodings(ds: Dataset) -> list[str]:

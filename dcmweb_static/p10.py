@@ -30,6 +30,10 @@ PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 ITEM_TAG = 0xFFFEE000
 SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
+#: deepest sequence nesting converted (real files stay far below: a few levels, tens in
+#: large SR trees); deeper files are refused. pydicom's reader recurses a few Python
+#: frames per undefined-length level and gives up at about 190 under the default limit.
+MAX_SEQUENCE_DEPTH = 160
 #: default bound on a deflated data set's inflated size (``--max-inflated-size``)
 MAX_INFLATED_SIZE = 4 << 30
 _EXPLICIT_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
@@ -324,8 +328,8 @@ def _unreadable(exc: Exception, stream: BinaryIO, size: int, last: int | None
             isinstance(exc, OSError) and "No tag to read" in str(exc)):
         return TruncatedError(f"truncated: the file ends at byte {size} inside {where}")
     if isinstance(exc, RecursionError):
-        return ConversionError(f"malformed data set: sequences in {where} nested too deeply "
-                               "to read")
+        return ConversionError(f"malformed data set: sequences in {where} nested more than "
+                               f"{MAX_SEQUENCE_DEPTH} levels deep (too deep to read)")
     return ConversionError(f"malformed data set in {where}: {_one_line(exc)}")
 
 

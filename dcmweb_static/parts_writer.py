@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
-from .frames import Frame
-from .multipart import PART_FOOTER, BoundaryChecker, PayloadCopier, part_header
+from .errors import ConversionError
+from .frames import SWAP_WORD, Frame
+from .multipart import COPY_BLOCK, PART_FOOTER, BoundaryChecker, PayloadCopier, part_header
 from .transfer_syntax import OCTET_STREAM
 
 
@@ -42,7 +44,9 @@ class BulkWriter:
 def write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) -> int:
     with open(path, "wb", buffering=0) as out:
         out.write(header)
-        if frame.bit_length is None:
+        if frame.swapped_length is not None:
+            length = _write_swapped(out, frame, copier)
+        elif frame.bit_length is None:
             length = copier.copy(out, frame.segments)
         else:
             (offset, size), = frame.segments
@@ -54,6 +58,30 @@ def write_frame(path: Path, header: bytes, frame: Frame, copier: PayloadCopier) 
             length = len(data)
         out.write(PART_FOOTER)
     return len(header) + length + len(PART_FOOTER)
+
+
+def _write_swapped(out: BinaryIO, frame: Frame, copier: PayloadCopier) -> int:
+    """Copy a frame's words block by block, each word's bytes swapped back (bounded
+    memory: one block at a time), keeping `swapped_length` bytes from `swapped_skip`."""
+    (offset, size), = frame.segments
+    assert frame.swapped_length is not None
+    skip, left = frame.swapped_skip, frame.swapped_length
+    checker = BoundaryChecker()
+    block = COPY_BLOCK - COPY_BLOCK % SWAP_WORD
+    done = 0
+    while left:
+        data = copier.read_at(offset + done, min(block, size - done))
+        if not data or len(data) % SWAP_WORD:
+            raise ConversionError(f"source ends inside Pixel Data at offset {offset + done}")
+        done += len(data)
+        swapped = bytearray(len(data))
+        swapped[0::2], swapped[1::2] = data[1::2], data[0::2]
+        piece = swapped[skip:skip + left]
+        skip = 0
+        checker.feed(piece, len(piece))
+        out.write(piece)
+        left -= len(piece)
+    return frame.swapped_length
 
 
 #: Pixel Data at least this big has its frames copied on two threads

@@ -23,11 +23,17 @@ NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"
 _SIZES = {vr: struct.calcsize("<" + code) for vr, code in NUMBER_CODES.items()}  # standard sizes
 _LATIN1 = "latin_1"  # pydicom's default_encoding 'iso8859' is ISO 8859-1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class Fallback(Exception):
     """This value needs pydicom's full conversion."""
+
+
+class InvalidNumber(ValueError):
+    """IS/DS text outside its VR's grammar (PS3.5 Table 6.2-1), which no JSON number
+    holds and which readers reject as a string (pydicom's from_json)."""
 
 
 @lru_cache(maxsize=4096)
@@ -117,12 +123,17 @@ def _isfinite(number: float) -> bool:
 
 
 def json_number(text: str, vr: str) -> int | float | str | None:
-    """IS/DS as a JSON number when the number keeps the exact value, else the string."""
+    """IS/DS as a JSON number when the number keeps the exact value, else (a valid DS
+    a double cannot hold exactly) the string; InvalidNumber for text of neither grammar."""
     text = text.strip()
     if not text:
         return None
     if _INTEGER.fullmatch(text):
-        return int(text)
+        number = int(text)
+        if _INT64_MIN <= number <= _UINT64_MAX:  # what JSON writers (orjson) hold
+            return number
+        if vr == "IS":
+            raise InvalidNumber(text)
     if vr == "DS" and _DECIMAL.fullmatch(text):
         number = float(text)
         try:
@@ -130,7 +141,8 @@ def json_number(text: str, vr: str) -> int | float | str | None:
                 return number
         except InvalidOperation:
             pass
-    return text
+        return text
+    raise InvalidNumber(text)
 
 
 def _decimals(value: bytes, vr: str) -> list | None:

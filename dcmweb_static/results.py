@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydicom.dataset import Dataset
 
+from . import jsonio
 from .errors import ConversionError
 from .fsutil import atomic_write, tree_dirs
 
@@ -103,7 +103,7 @@ class SeriesView:
         for sop in self.sop_uids:
             data = instance_document(self.root, self.study_uid, self.series_uid, sop)
             if data is not None:
-                yield orjson.loads(data)
+                yield jsonio.loads(data)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from . import fsutil
+from . import fsutil, jsonio
 from .multipart import PART_FOOTER, response_content_type
 from .qido_query import QueryError, apply_query
 from .transfer_syntax import OCTET_STREAM
@@ -72,9 +71,9 @@ def make_app(root: Path) -> Starlette:
         return folder
 
     def qido(request: Request, index: Path) -> Response:
-        records = orjson.loads(read_resource(index))
+        records = jsonio.loads(read_resource(index))
         selected = apply_query(records, list(request.query_params.multi_items()))
-        return Response(orjson.dumps(selected), media_type=DICOM_JSON)
+        return Response(jsonio.dumps(selected), media_type=DICOM_JSON)
 
     async def studies(request: Request) -> Response:
         wanted = request.query_params.get("StudyInstanceUID")

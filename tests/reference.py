@@ -118,6 +118,11 @@ def reference_frames(ds: Dataset) -> list[bytes] | None:
         return list(generate_frames(data, number_of_frames=frames, extended_offsets=extended))
     if ds.get("BitsAllocated") == 1:
         return None
+    if (tag == 0x7FE00010 and not ts.is_little_endian and ds.BitsAllocated == 8
+            and ds[tag].VR == "OW"):
+        # 8-bit samples in big endian OW words are stored swapped per word; frames give
+        # them in order, as pydicom's pixel handling does (its "be_swap_ow")
+        data = np.frombuffer(data, ">u2").astype("<u2").tobytes()
     if tag == 0x7FE00010:
         size = get_expected_length(ds, "bytes") // frames
     else:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pydicom.dataelem import RawDataElement
+from pydicom import config
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.valuerep import DS, IS
 from pydicom.values import convert_value
 
 from dcmweb_static import layout
@@ -71,6 +73,9 @@ def dataset_from_tree(folder: Path, *, little_endian: bool = True,
                       encodings: list[str] | None = None) -> Dataset:
     """The instance metadata as a pydicom Dataset, BulkDataURIs resolved against the tree."""
     (document,) = load_metadata(folder)
+    # IS/DS text outside its grammar is published as bulk data (docs/layout.md); from_json
+    # cannot hold such a value, so it is set afterwards as pydicom reads it from a file
+    invalid: list[tuple[str, RawDataElement]] = []
 
     def handler(tag: str, vr: str, uri: str) -> Any:
         if uri.endswith("frames"):
@@ -79,9 +84,24 @@ def dataset_from_tree(folder: Path, *, little_endian: bool = True,
         if vr in BINARY:
             return data
         raw = RawDataElement(Tag(tag), vr, len(data), data, 0, False, little_endian)
-        return convert_value(vr, raw, encodings)
+        value = convert_value(vr, raw, encodings)
+        if vr in ("IS", "DS"):
+            try:
+                [IS(v) if vr == "IS" else DS(v, validation_mode=config.RAISE)
+                 for v in (value if isinstance(value, list) else [value]) if v != ""]
+            except (TypeError, ValueError, OverflowError):
+                invalid.append((urlsplit(uri).path.rsplit("/", 1)[-1], raw))
+                return None
+        return value
 
-    return Dataset.from_json(document, bulk_data_uri_handler=handler)
+    loaded = Dataset.from_json(document, bulk_data_uri_handler=handler)
+    for name, raw in invalid:  # the bulk data name is the element's path: tag.item.tag...
+        parts = name.split(".")
+        target = loaded
+        for tag, item in zip(parts[0:-1:2], parts[1:-1:2]):
+            target = target[int(tag, 16)].value[int(item)]
+        target[int(parts[-1], 16)] = convert_raw_data_element(raw, encoding=encodings)
+    return loaded
 
 
 def frame_bodies(folder: Path) -> list[tuple[dict[str, str], bytes]]:

@@ -37,15 +37,29 @@ DEFLATED_NAME = "p10-deflated"
 DEFLATE_SETTINGS = [(6, 8), (9, 8), (1, 8), (2, 8), (3, 8), (4, 8), (5, 8), (7, 8), (8, 8),
                     (6, 9), (9, 9)]
 
-Cut = tuple[int, int, str, int]  # stream offset, length, tree file, offset in its payload
+#: stream offset, length, tree file, offset in its payload; a 5th item 2: the payload
+#: holds the bytes of 16-bit words swapped (8-bit samples of big endian OW)
+Cut = tuple[int, ...] | tuple[int, int, str, int] | tuple[int, int, str, int, int]
+SWAPPED = 2
 
 
 def frame_cuts(frames: Iterable[Frame]) -> list[Cut]:
-    """Cuts for frames whose file payload is their source bytes joined (not re-packed)."""
+    """Cuts for frames whose file payload is their source bytes joined, or their words
+    swapped; re-packed 1-bit frames are not cut (their bytes stay in the header)."""
     cuts: list[Cut] = []
     for number, frame in enumerate(frames, start=1):
         if frame.bit_length is not None:
-            continue  # re-packed bits: the source bytes stay in the header
+            continue
+        if frame.swapped_length is not None:
+            # only the words that hold two samples of this frame: a word shared with the
+            # next frame (odd frame sizes) stays in the header
+            (offset, _), = frame.segments
+            skip, length = frame.swapped_skip, frame.swapped_length
+            first, last = (skip + 1) // 2, (skip + length - 2) // 2  # whole words inside
+            if last >= first:
+                cuts.append((offset + 2 * first, 2 * (last - first + 1), f"frames/{number}",
+                             2 * first - skip, SWAPPED))
+            continue
         at = 0
         for offset, length in frame.segments:
             cuts.append((offset, length, f"frames/{number}", at))
@@ -130,7 +144,7 @@ def write_kept_header(stream: BinaryIO, start: int, end: int, cuts: list[Cut], s
     sink = _HeaderSink(staging / HEADER_NAME)
     try:
         position = start
-        for offset, length, _, _ in [*kept, (end, 0, "", 0)]:
+        for offset, length, *_ in [*kept, (end, 0)]:
             for chunk in _ranges(stream, position, offset - position):
                 sink.write(chunk)
             position = offset + length

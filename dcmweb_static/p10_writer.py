@@ -136,6 +136,21 @@ def _deflate(chunks: Iterator[bytes], level: int = 6, mem_level: int = 8) -> Ite
     yield compressor.flush()
 
 
+def swap_words(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The bytes of each 16-bit word swapped (8-bit samples <-> big endian OW words),
+    whatever the chunk sizes; an odd last byte is kept as it is."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        even = len(data) - len(data) % 2
+        carry = data[even:]
+        swapped = bytearray(even)
+        swapped[0::2], swapped[1::2] = data[1:even:2], data[0:even:2]
+        yield bytes(swapped)
+    if carry:
+        yield carry
+
+
 def splice(folder: Path, info: dict[str, Any]) -> Iterator[bytes]:
     """The source file of an untransformed instance, from its kept header and the tree."""
     rebuild = info.get("rebuild")
@@ -168,11 +183,12 @@ def _spliced(folder: Path, rebuild: dict[str, Any], payloads: Payloads) -> Itera
         raise RebuildError(f"kept header: {getattr(exc, 'strerror', None) or exc}") from None
     with header:
         position = start
-        for offset, length, name, at in rebuild["cuts"]:
+        for offset, length, name, at, *swapped in rebuild["cuts"]:
             if offset < position or offset + length > end:
                 raise RebuildError("kept header record lists cuts out of order")
             yield from _exactly(header, offset - position, "the kept header")
-            yield from payloads.read(name, int(at), int(length))
+            chunks = payloads.read(name, int(at), int(length))
+            yield from swap_words(chunks) if swapped else chunks
             position = offset + length
         yield from _exactly(header, end - position, "the kept header")
         if header.read(1):
@@ -345,10 +361,10 @@ class _Published:
                 return
             total = sum(lengths)
             yield _element_header(tag, vr, total + total % 2, self.implicit, self.little)
-            for n in range(1, count + 1):
-                yield from self.payloads.read(f"frames/{n}")
-            if total % 2:
-                yield b"\0"
+            value = self._native_frames(count, total % 2)
+            if self.pixel.get("frames_byte_swapped"):
+                value = swap_words(value)  # frames hold samples; OW words store them swapped
+            yield from value
             return
         yield _element_header(tag, "OB", 0xFFFFFFFF, self.implicit, self.little)
         offsets, at = [], 0
@@ -367,6 +383,12 @@ class _Published:
             if length % 2:
                 yield b"\0"
         yield struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+    def _native_frames(self, count: int, pad: int) -> Iterator[bytes]:
+        for n in range(1, count + 1):
+            yield from self.payloads.read(f"frames/{n}")
+        if pad:
+            yield b"\0"
 
     def _bit_packed(self, tag: int, vr: str, bits: list[int]) -> Iterator[bytes]:
         """1-bit frames, each re-packed to start at bit 0, packed back into one stream."""

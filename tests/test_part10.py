@@ -30,6 +30,7 @@ from dcmweb_static.uids import InvalidUIDError
 from . import corpus
 from .conftest import PYDICOM_DATA, pydicom_corpus
 from .reference import assert_same_dataset, reference_bits, reference_frames, unpack_frame_bits
+from .test_encoder_hardening import _be_ow_file as be_ow_file
 from .test_pydicom_corpus import EXPECTED_FAILURES, _with_uids
 from .test_streaming import FRAME, FRAMES
 from .test_streaming import _big_file as big_file
@@ -239,6 +240,17 @@ def test_transformed_instances_rebuild_as_the_published_dataset(tmp_path: Path) 
         _assert_frames_unchanged(rebuilt, folder, video=name == "video_mpeg4")
 
 
+def _assert_native_pixels_kept(source: pydicom.Dataset, rebuilt: pydicom.Dataset) -> None:
+    """Native Pixel Data (not 1-bit) is stored as in the source, up to the frames' end."""
+    ts = source.file_meta.TransferSyntaxUID
+    if "PixelData" not in source or ts.is_encapsulated or source.get("BitsAllocated") == 1 \
+            or "PixelData" not in rebuilt:
+        return
+    value = rebuilt.PixelData
+    assert len(value) <= len(source.PixelData) + 1, "Pixel Data longer than the source's"
+    assert value[:len(value) - 2] == source.PixelData[:len(value) - 2], "Pixel Data differs"
+
+
 def test_transformed_pydicom_corpus_rebuilds_as_valid_files(tmp_path: Path) -> None:
     """strip-private over every convertible corpus file: each rebuilds to a file pydicom
     reads back to the published dataset."""
@@ -267,6 +279,7 @@ def test_transformed_pydicom_corpus_rebuilds_as_valid_files(tmp_path: Path) -> N
             try:
                 assert_same_dataset(loaded, rebuilt)
                 assert_same_dataset(rebuilt, loaded)
+                _assert_native_pixels_kept(pydicom.dcmread(source_path), rebuilt)
             except AssertionError as exc:
                 problems.append(f"{path.name}: {exc}")
     assert compared > 60
@@ -421,3 +434,30 @@ def test_a_small_kept_header_is_kept_in_info(two_series) -> None:
         record = json.loads(info.read_bytes())["rebuild"]
         assert len(base64.b64decode(record["header_base64"])) < 4096
         assert not (info.parent / HEADER_NAME).exists()
+
+
+@pytest.mark.parametrize("frames,rows,columns,samples", [
+    (3, 3, 3, 1),   # odd frames: words shared by two frames, the value padded
+    (4, 2, 2, 1),
+    (5, 1, 1, 3),   # RGB, 3 bytes a frame
+    (3, 1025, 1023, 1),  # odd frames longer than a copy block (1 MiB)
+])
+def test_big_endian_ow_8_bit_frames_rebuild(tmp_path: Path, frames: int, rows: int,
+                                            columns: int, samples: int) -> None:
+    """Frames hold the samples swapped out of their OW words: the rebuild swaps them back
+    (untransformed: byte for byte, with the words cut from the kept header; transformed:
+    the same stored Pixel Data)."""
+    path = be_ow_file(tmp_path / "be.dcm", frames, rows, columns, samples)
+    folder = _convert_one(path, tmp_path / "out", tmp_path / "st")
+    assert folder is not None
+    (result,) = write_part10(tmp_path / "out", tmp_path / "p10")
+    assert result.status == "written", result.reason
+    assert Path(result.path).read_bytes() == path.read_bytes()
+    record = json.loads((folder / "info").read_bytes())["rebuild"]
+    cut = sum(length for _, length, *_ in record["cuts"])
+    assert cut >= frames * rows * columns * samples - 2 * frames  # all but shared words
+    transformed = _convert_one(path, tmp_path / "t", tmp_path / "st", plugins=("strip-private",))
+    assert transformed is not None
+    (result,) = write_part10(tmp_path / "t", tmp_path / "p10-t")
+    assert result.status == "written", result.reason
+    assert pydicom.dcmread(result.path).PixelData == pydicom.dcmread(path).PixelData

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .p10 import MAX_SEQUENCE_DEPTH
+
 #: JSON levels of an instance's metadata array at that depth: orjson.loads takes 1024
 assert 2 + 3 * MAX_SEQUENCE_DEPTH + 3 < 1024
 

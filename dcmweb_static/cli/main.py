@@ -217,6 +217,46 @@ def rebuild(output: Path, use_gzip: bool, base_url: str | None) -> None:
 
 
 @main.command()
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output-dir", "dest", default=".", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the <SOPInstanceUID>.dcm files.")
+@click.option("--study", default=None, help="Only this study.")
+@click.option("--series", default=None, help="Only this series (needs --study).")
+@click.option("--instance", default=None, help="Only this instance (needs --series).")
+def part10(output: Path, dest: Path, study: str | None, series: str | None,
+           instance: str | None) -> None:
+    """Write instances of OUTPUT as DICOM Part 10 files, rebuilt from the tree alone:
+    byte for byte the source unless a transform changed them."""
+    from ..errors import InvalidUIDError
+    from ..p10.uids import check_uid
+    from ..tree.part10 import write_part10
+
+    _existing_tree(output)
+    if (series and not study) or (instance and not series):
+        raise click.UsageError("--series needs --study, and --instance needs --series")
+    try:
+        study, series, instance = (None if uid is None else check_uid(uid, what) for uid, what
+                                   in ((study, "--study"), (series, "--series"),
+                                       (instance, "--instance")))
+    except InvalidUIDError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        results = write_part10(output, dest, study, series, instance)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write into {dest}: {describe(exc)}") from None
+    if not results:
+        raise click.ClickException(f"no instance of {output} matches the selection")
+    failed = [r for r in results if r.status != "written"]
+    for result in failed:
+        click.echo(f"failed: {result.sop_uid}: {result.reason}", err=True)
+    click.echo(f"wrote {len(results) - len(failed)} of {len(results)} instances to {dest}",
+               err=True)
+    if failed:
+        sys.exit(ExitCode.FILES_FAILED)
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
 @click.option("-d", "--dicomweb-dir", "output", default="/dicomweb", show_default=True,

@@ -112,6 +112,7 @@ def build_info(
         "source": {**path_fields(source_path), "size": source_size, "sha256": sha256},
         "preamble": base64.b64encode(parsed.preamble).decode("ascii"),
         "file_meta": base64.b64encode(parsed.file_meta_bytes).decode("ascii"),
+        "file_meta_present": parsed.file_meta_present,  # False: syntax detected, none kept
         "transfer_syntax_uid": parsed.transfer_syntax_uid,
         "implicit_vr": parsed.is_implicit_vr,
         "little_endian": parsed.is_little_endian,

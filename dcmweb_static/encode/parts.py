@@ -26,6 +26,8 @@ class BulkWriter:
         self.uri_prefix = uri_prefix
         self.copier = copier
         self.written = 0
+        #: (name, source offset, length) of each value copied from the source unchanged
+        self.source_ranges: list[tuple[str, int, int]] = []
         self._header = part_header(OCTET_STREAM)
 
     def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
@@ -38,6 +40,7 @@ class BulkWriter:
             else:
                 assert source_range is not None
                 length = self.copier.copy(out, [source_range])
+                self.source_ranges.append((name, source_range[0], length))
             out.write(PART_FOOTER)
         self.written += len(self._header) + length + len(PART_FOOTER)
         return f"{self.uri_prefix}bulkdata/{name}?offset={len(self._header)}&length={length}"

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
 from ..errors import ConversionError, NotDicomError, TruncatedError
+from .raw_dataset import detect_transfer_syntax
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
 
@@ -83,8 +84,8 @@ class ParsedP10:
     dataset: Dataset
     dataset_offset: int
     pixel_data: PixelDataElement | None
-    #: for a deflated file, whether the inflated bytes hold the multipart delimiter
-    #: (payloads come from them, not from the file); None: payloads come from the file
+    #: False for a bare data set (no preamble, no group 0002): its syntax was detected
+    file_meta_present: bool = True
 
 
 def _stream_size(stream: BinaryIO) -> int:
@@ -124,19 +125,30 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     try:
         preamble = read_preamble(stream, force=False) or b""
     except InvalidDicomError:
-        raise NotDicomError("not a DICOM Part 10 file (no 'DICM' prefix at byte 128)") from None
-    meta_start = stream.tell() - 4
-    try:
-        file_meta = _read_file_meta_info(stream)
-        ts_value = file_meta.get("TransferSyntaxUID")
-    except (EOFError, struct.error):
-        raise TruncatedError("truncated: the file ends inside the file meta information") \
-            from None
-    except Exception as exc:  # pydicom raises many kinds for a broken group 2
-        raise ConversionError(f"unreadable file meta information: {_one_line(exc)}") from None
-    dataset_offset = stream.tell()
-    stream.seek(meta_start)
-    file_meta_bytes = stream.read(dataset_offset - meta_start)
+        preamble = None
+    if preamble is None:  # no File Meta header: a bare data set, its syntax told as dcmtk does
+        stream.seek(0)
+        ts_value = detect_transfer_syntax(stream.read(8))
+        if ts_value is None:
+            raise NotDicomError("not a DICOM Part 10 file (no 'DICM' prefix at byte 128, "
+                                "nor a data set from byte 0)")
+        preamble, file_meta, file_meta_bytes, dataset_offset = b"", FileMetaDataset(), b"", 0
+        file_meta_present = False
+    else:
+        meta_start = stream.tell() - 4
+        try:
+            file_meta = _read_file_meta_info(stream)
+            ts_value = file_meta.get("TransferSyntaxUID")
+        except (EOFError, struct.error):
+            raise TruncatedError("truncated: the file ends inside the file meta information") \
+                from None
+        except Exception as exc:  # pydicom raises many kinds for a broken group 2
+            raise ConversionError(f"unreadable file meta information: {_one_line(exc)}") \
+                from None
+        dataset_offset = stream.tell()
+        stream.seek(meta_start)
+        file_meta_bytes = stream.read(dataset_offset - meta_start)
+        file_meta_present = True
 
     if not str(ts_value or "").strip("\0 "):
         raise ConversionError("file meta information has no Transfer Syntax UID (0002,0010)")
@@ -172,6 +184,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         dataset=dataset,
         dataset_offset=dataset_offset,
         pixel_data=pixel,
+        file_meta_present=file_meta_present,
     )
 
 

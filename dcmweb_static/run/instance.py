@@ -13,7 +13,7 @@ import traceback
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import pluggy
@@ -23,6 +23,7 @@ from ..encode import dedup, jsonio
 from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, JsonEncoder
 from ..encode.gzip_stream import gzip_bytes
 from ..encode.info_record import build_info
+from ..encode.kept_header import bulk_cuts, frame_cuts, write_kept_header
 from ..encode.multipart import (
     COPY_BLOCK,
     DelimiterScan,
@@ -170,19 +171,24 @@ class InstanceConverter:
                 has_delimiter = inflated.found
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
-            written, frames, media_type = self._write_instance(parsed, result, staged, copier,
-                                                               clock)
+            written, frames, media_type, bulk_ranges = self._write_instance(
+                parsed, result, staged, copier, clock)
             if scan is not None:
                 result.sha256, result.bytes_in, has_delimiter = scan.outcome()
                 clock.lap("scan")
                 if has_delimiter:  # rare: write it again, every payload checked
                     staged.clear()
                     copier = PayloadCopier(parsed.stream, buffer, kernel=False)
-                    written, frames, media_type = self._write_instance(parsed, result, staged,
-                                                                       copier, clock)
+                    written, frames, media_type, bulk_ranges = self._write_instance(
+                        parsed, result, staged, copier, clock)
+            kept, rebuild = 0, None
+            if not options.plugins:  # never for a transformed instance: original values
+                clock.lap("write")  # what came since the frames (plugin results) is writing
+                kept, rebuild = _keep_header(parsed, fp, staged, frames, bulk_ranges)
+                clock.lap("header")
             # info last: it records the checksum, known only now for an overlapped scan
-            result.bytes_out = written + self._write_info(source, parsed, result, staged,
-                                                          frames, media_type)
+            result.bytes_out = written + kept + self._write_info(
+                source, parsed, result, staged, frames, media_type, rebuild)
             clock.lap("write")
         except BaseException:
             staged.remove()
@@ -200,9 +206,10 @@ class InstanceConverter:
 
     def _write_instance(self, parsed: ParsedP10, result: InstanceResult,
                         staged: StagedInstance, copier: PayloadCopier, clock: _Clock
-                        ) -> tuple[int, FrameLayout | None, str]:
+                        ) -> tuple[int, FrameLayout | None, str, list[tuple[str, int, int]]]:
         """Write metadata, frames, bulk data and plugin results into `staged`; sets
-        result.frames; returns (bytes written, the frame layout, the frames' media type)."""
+        result.frames; returns (bytes written, the frame layout, the frames' media type,
+        the bulk values copied from source ranges)."""
         assert result.study_uid and result.series_uid and result.sop_uid
         options = self.options
         pixel = parsed.pixel_data
@@ -244,7 +251,7 @@ class InstanceConverter:
                 for item in files:
                     staged.put(f"{folder}/{item.name}", item.data)
         result.frames = frame_count
-        return written, layout, ts.media_type
+        return written, layout, ts.media_type, bulk.source_ranges
 
     @staticmethod
     def _frame_layout(parsed: ParsedP10, ts, bulk: BulkWriter, metadata: dict,
@@ -283,13 +290,29 @@ class InstanceConverter:
                           + (".gz" if options.gzip else ""), document)
 
     def _write_info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
-                    staged: StagedInstance, frames: FrameLayout | None, media_type: str) -> int:
+                    staged: StagedInstance, frames: FrameLayout | None, media_type: str,
+                    rebuild: dict[str, Any] | None) -> int:
         source_path = os.path.abspath(source.path) if source.path is not None else source.name
         info = build_info(parsed, source_path=source_path,
                           source_size=result.bytes_in, sha256=result.sha256 or "",
                           frames=frames, gzip=self.options.gzip, media_type=media_type,
                           transforms=self.options.plugins)
+        if rebuild is not None:
+            info["rebuild"] = rebuild
         return staged.put(names.INFO, orjson.dumps(info, option=orjson.OPT_INDENT_2))
+
+
+def _keep_header(parsed: ParsedP10, source: BinaryIO, staged: StagedInstance,
+                 frames: FrameLayout | None, bulk_ranges: list[tuple[str, int, int]]
+                 ) -> tuple[int, dict[str, Any]]:
+    """Write the kept header (encode/kept_header.py): the data set bytes the tree does not
+    hold, so `dcmweb part10` rebuilds the source byte for byte."""
+    cuts = bulk_cuts(bulk_ranges) + (frame_cuts(frames.frames) if frames else [])
+    size = parsed.stream.seek(0, os.SEEK_END)
+    if parsed.deflated:  # offsets are in the inflated data set; the source is deflated
+        return write_kept_header(parsed.stream, 0, size, cuts, staged, source=source,
+                                 deflated_from=parsed.dataset_offset)
+    return write_kept_header(parsed.stream, parsed.dataset_offset, size, cuts, staged)
 
 
 def convert_file(path: str | os.PathLike[str], options: ConvertOptions,

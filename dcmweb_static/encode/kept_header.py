@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ..p10.frames import Frame
 from .gzip_stream import GZIP_LEVEL
-from .multipart import COPY_BLOCK
+from .multipart import COPY_BLOCK, exact_chunks
 
 
 class Files(Protocol):
@@ -91,12 +91,8 @@ def _disjoint(cuts: list[Cut], start: int, end: int) -> list[Cut]:
 
 def _ranges(stream: BinaryIO, start: int, length: int) -> Iterator[bytes]:
     stream.seek(start)
-    while length > 0:
-        chunk = stream.read(min(length, COPY_BLOCK))
-        if not chunk:
-            raise OSError(f"source ends at offset {stream.tell()} while keeping its header")
-        length -= len(chunk)
-        yield chunk
+    return exact_chunks(stream, length, lambda: OSError(
+        f"source ends at offset {stream.tell()} while keeping its header"))
 
 
 def _reproduces(inflated: BinaryIO, source: BinaryIO, start: int, level: int,

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from ..errors import ConversionError
@@ -163,3 +163,15 @@ def part_body(data: bytes) -> bytes:
     """The payload of a single-part file written here."""
     start = data.index(b"\r\n\r\n") + 4
     return data[start: len(data) - len(PART_FOOTER)]
+
+
+def exact_chunks(source: BinaryIO, length: int, short: Callable[[], Exception]
+                 ) -> Iterator[bytes]:
+    """`length` bytes of `source` from where it is, in blocks of at most COPY_BLOCK;
+    raises `short()` if it ends first (each caller says what was cut short)."""
+    while length > 0:
+        chunk = source.read(min(length, COPY_BLOCK))
+        if not chunk:
+            raise short()
+        length -= len(chunk)
+        yield chunk

@@ -34,7 +34,7 @@ from pydicom.values import convert_value
 
 from .. import __version__
 from .kept_header import DEFLATED_NAME, HEADER_NAME
-from .multipart import BOUNDARY, COPY_BLOCK, PART_FOOTER
+from .multipart import BOUNDARY, COPY_BLOCK, PART_FOOTER, exact_chunks
 
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
 EXTENDED_OFFSET_TABLE = 0x7FE00001
@@ -119,12 +119,7 @@ class Payloads:
 
 
 def _exactly(source: Any, length: int, what: str) -> Iterator[bytes]:
-    while length > 0:
-        chunk = source.read(min(length, COPY_BLOCK))
-        if not chunk:
-            raise RebuildError(f"{what} is shorter than its record")
-        length -= len(chunk)
-        yield chunk
+    return exact_chunks(source, length, lambda: RebuildError(f"{what} is shorter than its record"))
 
 
 def _deflate(chunks: Iterator[bytes], level: int = 6, mem_level: int = 8) -> Iterator[bytes]:

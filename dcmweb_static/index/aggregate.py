@@ -74,7 +74,7 @@ class Aggregator:
         return found, None if first is None else first[1]
 
     def _write_series(self, study: str, series: str, entries: list[InstanceEntry],
-                      study_documents: publish._Compressing, separator: bytes) -> bytes:
+                      study_documents: publish.ResourceStream, separator: bytes) -> bytes:
         """Stream the series metadata array and the QIDO instance list side by side, one
         instance at a time, and the same documents into the study's metadata array, so each
         instance file is read once here. Returns the separator for the study's next item."""

@@ -142,9 +142,9 @@ class InstanceConverter:
         size = fp.seek(0, os.SEEK_END)
         fp.seek(0)
         scan: ScanThread | None = None
-        if size >= OVERLAP_SCAN_BYTES and source.local_path is not None:
+        if size >= OVERLAP_SCAN_BYTES and source.path is not None:
             # a big file: checksum it on a second core while its frames are copied
-            scan = ScanThread(source.local_path)
+            scan = ScanThread(source.path)
             scan.start()
             has_delimiter = False  # assumed; checked when the scan is done
         else:
@@ -286,8 +286,7 @@ class InstanceConverter:
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)
             clock.lap("gzip")
-        return staged.put(urls.resource("instance_metadata").folder_name.rsplit("/", 1)[-1]
-                          + (".gz" if options.gzip else ""), document)
+        return staged.put(names.instance_member("instance_metadata", options.gzip), document)
 
     def _write_info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
                     staged: StagedInstance, frames: FrameLayout | None, media_type: str,

@@ -49,11 +49,6 @@ class Source:
         self.stream.seek(0)
         return _Unclosed(self.stream)
 
-    @property
-    def local_path(self) -> str | None:
-        """The file to read again on another thread (the overlapped checksum), if any."""
-        return self.path
-
 
 class _Unclosed(io.BufferedIOBase):
     """A handed-over stream that the conversion must not close (its owner does)."""

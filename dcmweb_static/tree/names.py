@@ -3,6 +3,7 @@ deduplicated form, the files of an instance folder, plugin result folders."""
 
 from __future__ import annotations
 
+from . import urls
 from .urls import DEDUP_DIR, instance_path, series_path, study_path
 
 #: files of an instance folder (its DICOMweb resources are named by `urls`)
@@ -11,6 +12,13 @@ INFO = "info"
 #: tree by the parent when the instance is committed
 STAGED_DEDUP = ".dedup"
 STAGED_RECORD = f"{STAGED_DEDUP}/record.json.gz"
+
+
+def instance_member(key: str, gzip: bool) -> str:
+    """The name, inside its instance folder, of an instance-level resource of the URL table
+    (e.g. `metadata.gz`): what a worker stages."""
+    resource = urls.resource(key)
+    return resource.stored_name("folder", gzip, study="0", series="0", sop="0").rsplit("/", 1)[1]
 
 
 def staged_extract(digest: str) -> str:

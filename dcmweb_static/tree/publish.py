@@ -22,13 +22,13 @@ def headers_for(resource: urls.Resource, packed: bool, content_type: str | None 
 
 @contextmanager
 def resource_writer(store: Store, key: str, gzip: bool, **values: str) -> Iterator[
-        _Compressing]:
+        ResourceStream]:
     """Write resource `key` piece by piece (never held whole)."""
     resource = urls.resource(key)
     packed = gzip and resource.gzip
     name = resource.stored_name(store.layout, packed, **values)
     with store.writer(name, headers_for(resource, packed)) as out:
-        writer = _Compressing(out, packed)
+        writer = ResourceStream(out, packed)
         yield writer
         writer.finish()
     _drop_other_form(store, resource, packed, values)
@@ -46,7 +46,9 @@ def _drop_other_form(store: Store, resource: urls.Resource, packed: bool,
         store.delete(other)
 
 
-class _Compressing:
+class ResourceStream:
+    """A resource being written: pieces in, gzip applied here when the resource is packed."""
+
     def __init__(self, out, packed: bool) -> None:
         self.out = out
         self.compressor = gzip_compressor() if packed else None

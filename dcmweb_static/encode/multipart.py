@@ -12,7 +12,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from ..errors import ConversionError
@@ -163,3 +163,20 @@ def part_body(data: bytes) -> bytes:
     """The payload of a single-part file written here."""
     start = data.index(b"\r\n\r\n") + 4
     return data[start: len(data) - len(PART_FOOTER)]
+
+
+def dicom_message(instances: Iterable[tuple[str, Iterable[bytes]]]) -> Iterator[bytes]:
+    """A multipart/related body of `application/dicom` parts (PS3.18 8.7.3), one per
+    (transfer syntax, P10 chunks) of `instances`, streamed: each instance's bytes are read
+    only when its part is sent. The tree's boundary is used (a single instance is then
+    byte for byte the file `convert --part10` writes); a payload holding the delimiter
+    raises ConversionError before that block is given out."""
+    separator = b""
+    for transfer_syntax_uid, chunks in instances:
+        yield separator + part_header(content_type("application/dicom", transfer_syntax_uid))
+        checker = BoundaryChecker()
+        for chunk in chunks:
+            checker.feed(chunk, len(chunk))
+            yield chunk
+        separator = b"\r\n"
+    yield PART_FOOTER

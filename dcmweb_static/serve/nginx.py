@@ -4,7 +4,10 @@ Made from the URL table (`tree.urls.RESOURCES`): one location per resource, rewr
 its stored name where that differs from the URL. nginx cannot filter QIDO queries:
 `/studies?StudyInstanceUID=X` is answered from the study's own record, every other query
 with the whole list. Frames are sent with `type="application/octet-stream"`; each part's
-own Content-Type names the real media type and transfer syntax.
+own Content-Type names the real media type and transfer syntax. The instance URL sends
+the instance's `--part10` file (404 without it); nginx cannot join files, so a study or
+series (WADO-RS retrieval) and several frames in one request need `dcmweb serve` or a
+small proxy.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def _nginx_name(pattern: str) -> str:
 
 
 def _types(kind: str) -> str:
+    if kind == "dicom":  # the `--part10` file: one application/dicom part
+        return f"types {{ }} default_type '{response_content_type(urls.DICOM)}';\n"
     if kind in ("frame", "bulkdata"):
         return f"types {{ }} default_type '{response_content_type(OCTET_STREAM)}';\n"
     return f"types {{ }} default_type {urls.DICOM_JSON};\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dcmweb_static.encode.multipart import BOUNDARY
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.tree import urls
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("table") / "out"
-    summary = Converter(ConvertOptions(output=out), jobs=2).run(
+    summary = Converter(ConvertOptions(output=out, part10=True), jobs=2).run(
         sorted((ROOT / "samples").rglob("*.dcm")))
     assert summary.count("failed") == 0
     return out
@@ -67,3 +68,22 @@ def test_serve_and_nginx_answer_each_url_alike(converted: Path, tmp_path: Path) 
                            for t in types)
             else:
                 assert types[0] == types[1], target
+
+
+def test_study_and_series_retrieval_need_dcmweb_serve(converted: Path, tmp_path: Path) -> None:
+    """The retrieval rows without a stored file: `dcmweb serve` streams every instance
+    below the folder, one part each; nginx cannot join files and answers 404."""
+    targets = []
+    for series in sorted(converted.glob("studies/*/series/*/")):
+        values = {"study": series.parent.parent.name, "series": series.name}
+        for resource in urls.RETRIEVALS:
+            folder = converted / resource.stored_name("folder", False, **values)
+            targets.append((resource.url_path(**values), len(list(folder.rglob("info")))))
+    assert len(targets) >= 4
+    delimiter = f"--{BOUNDARY}\r\nContent-Type: application/dicom;".encode()
+    with dcmweb_serve(converted) as serve_url, nginx(converted, tmp_path / "nginx") as nginx_url:
+        for target, count in targets:
+            answer = httpx.get(f"{serve_url}/{target}")
+            assert answer.status_code == 200, target
+            assert answer.content.count(delimiter) == count > 0, target
+            assert httpx.get(f"{nginx_url}/{target}").status_code == 404

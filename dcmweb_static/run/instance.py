@@ -41,7 +41,7 @@ from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
 from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
 from ..p10.frames import FrameLayout, frame_layout
 from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
-from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
+from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, FRAME_MEDIA_TYPES, lookup
 from ..p10.uids import check_uid
 from ..plugins.api import InstanceView, by_folder
 from ..plugins.manager import PluginError, Transform, get_plugin_manager, run_hook, transforms
@@ -250,6 +250,8 @@ class InstanceConverter:
             header = part_header(content_type(ts.media_type, frame_syntax))
             threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
             written += write_frames(staged, header, layout.frames, copier, threads)
+            if ts.media_type in FRAME_MEDIA_TYPES:
+                staged.put(names.frames_type_marker(ts.media_type), b"")
         clock.lap("frames")
         metadata = dict(sorted(metadata.items()))
         written += self._write_metadata(metadata, staged, clock)

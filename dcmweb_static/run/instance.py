@@ -8,7 +8,6 @@ raises: every outcome, failures included, is an `InstanceResult`.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import time
 import traceback
@@ -337,7 +336,7 @@ def _write_part10(staged: StagedInstance, info: dict[str, Any], metadata: dict[s
 
     try:
         chunks = hashed(folder_chunks(Path(staged.path), info, document))
-        with io.BufferedWriter(staged.open(name), COPY_BLOCK) as out:
+        with staged.open(name) as out:  # blocks of about 1 MiB: no buffer needed
             for block in dicom_message([(transfer_syntax(info), chunks)]):
                 out.write(block)
         if document is None and (digest.hexdigest(), size) != (result.sha256, result.bytes_in):

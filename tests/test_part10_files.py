@@ -120,3 +120,22 @@ def test_memory_stays_small_writing_and_serving_a_large_instance(tmp_path: Path)
     assert digest.hexdigest() == hashlib.sha256((folder / PART10).read_bytes()).hexdigest()
     # measured 3.2 MiB (server and client in this process); the instance whole is 51 MiB
     assert peak < 6 << 20, f"peak Python allocation {peak / 2**20:.1f} MiB serving"
+
+
+def test_an_instance_that_cannot_be_rebuilt_is_left_out_and_said(tmp_path: Path) -> None:
+    """A broken instance (its info record gone) does not stop its series from being
+    retrieved: the others are sent and a Warning header counts it; alone it is a 500 with
+    the reason."""
+    paths = sorted((ROOT / "samples" / "ct").glob("*.dcm"))
+    out = tmp_path / "out"
+    results = convert(paths, out)
+    broken = results[0]
+    (instance_folder(out, broken) / "info").unlink()
+    with dcmweb_serve(out) as url:
+        series = httpx.get(f"{url}/studies/{broken.study_uid}/series/{broken.series_uid}")
+        assert series.status_code == 200
+        assert series.headers["warning"] == '299 dcmweb "1 instance(s) could not be rebuilt"'
+        assert series.content.count(f"--{BOUNDARY}\r\n".encode()) == len(paths) - 1
+        path = urls.instance_path(broken.study_uid, broken.series_uid, broken.sop_uid)
+        alone = httpx.get(f"{url}/{path}")
+        assert alone.status_code == 500 and "no info record" in alone.text

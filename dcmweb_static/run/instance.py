@@ -321,7 +321,8 @@ def _write_part10(staged: StagedInstance, info: dict[str, Any], metadata: dict[s
     `tree.part10.open_instance(...).chunks()` gives them. An untransformed rebuild is
     checked against the source's SHA-256. When it cannot be written (the bytes hold the
     multipart delimiter, or the rebuild fails) the instance is still converted, without
-    the file, and the result says why. Returns the bytes written."""
+    the file, and the result says why; an OSError (a full disk) fails the instance as any
+    other write does. Returns the bytes written."""
     name = urls.resource("instance_dicom").folder_name.rsplit("/", 1)[-1]
     # what a reader of the tree gets for the metadata file (lists, not tuples)
     document = jsonio.loads(jsonio.dumps(metadata)) if info.get("transforms") else None
@@ -341,10 +342,14 @@ def _write_part10(staged: StagedInstance, info: dict[str, Any], metadata: dict[s
                 out.write(block)
         if document is None and (digest.hexdigest(), size) != (result.sha256, result.bytes_in):
             raise RebuildError("the rebuilt bytes differ from the source")
-    except (ConversionError, RebuildError, InvalidUIDError) as exc:
+    except OSError:  # the disk, not the instance: it fails like any other write
+        raise
+    except Exception as exc:  # the instance's own files are fine: keep it without the file
         if staged.exists(name):
             staged.remove_file(name)
-        result.warnings.append(f"no {name} file: {exc}")
+        kind = "" if isinstance(exc, (ConversionError, RebuildError, InvalidUIDError)) \
+            else f"unexpected {type(exc).__name__}: "
+        result.warnings.append(f"no {name} file: {kind}{exc}")
         return 0
     return staged.size(name)
 

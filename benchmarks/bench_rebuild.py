@@ -8,7 +8,9 @@ behind `dcmweb part10`), untransformed (spliced, checked against the source SHA-
 and after `--plugin strip-private` (encoded anew from the metadata). Prints the median
 of `--rounds` runs as files/s and MB/s of rebuilt P10 bytes, and per instance the bytes
 the round trip adds: the `rebuild` record in `info` (with the kept header in base64 when
-it is small) and the `p10-header` files of the others.
+it is small) and the `p10-header` files of the others; and with `convert --part10`, the
+ready multipart P10 file of each instance (what nginx sends for the instance URL) on top,
+with the conversion time it costs.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ def added_bytes(out: Path) -> tuple[int, float, float]:
     return count, headers / max(count, 1), records / max(count, 1)
 
 
+def part10_bytes(out: Path) -> tuple[int, float]:
+    """(instances, mean bytes of the `--part10` files)."""
+    sizes = [p.stat().st_size for p in out.glob("studies/*/series/*/instances/*/part10")]
+    return len(sizes), sum(sizes) / max(len(sizes), 1)
+
+
+def timed_convert(inputs: list[Path], out: Path, **options: object) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    Converter(ConvertOptions(output=out, **options), jobs=1).run(inputs)  # type: ignore[arg-type]
+    return time.perf_counter() - started
+
+
 def timed_rebuild(out: Path, dest: Path, rounds: int) -> tuple[float, int, int]:
     """(median seconds, instances, bytes) of rebuilding every instance of `out`."""
     times, size, count = [], 0, 0
@@ -84,7 +99,7 @@ def main() -> None:
         for name, inputs in (("CT series", series), ("multi-frame", [big])):
             for plugins in ((), ("strip-private",)):
                 out = work / f"out-{name}-{len(plugins)}"
-                Converter(ConvertOptions(output=out, plugins=plugins), jobs=1).run(inputs)
+                plain = timed_convert(inputs, out, plugins=plugins)
                 label = f"{name}, {'strip-private' if plugins else 'untransformed'}"
                 report(label, *timed_rebuild(out, work / "p10", args.rounds))
                 if name == "CT series" and not plugins:
@@ -93,6 +108,15 @@ def main() -> None:
                           f"{record:.0f} B = {header + record:.0f} B "
                           f"({100 * (header + record) / source_bytes:.2f}% of a "
                           f"{source_bytes / 1e3:.0f} kB source)")
+                    with_part10 = timed_convert(inputs, work / "out-part10", part10=True)
+                    files, size = part10_bytes(work / "out-part10")
+                    assert files == count, "every instance has its part10 file"
+                    added = header + record + size
+                    print(f"  with --part10: + part10 file {size:.0f} B (the source and "
+                          f"{size - source_bytes:.0f} B of part header and delimiter) = "
+                          f"{added:.0f} B ({100 * added / source_bytes:.1f}% of the source); "
+                          f"conversion {plain:.2f} s -> {with_part10:.2f} s "
+                          f"(+{100 * (with_part10 / plain - 1):.0f}%)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 from urllib.parse import urljoin
@@ -40,7 +41,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
     ds.SOPInstanceUID = ds.SOPInstanceUID + ".5"
     chosen["with_bulk"] = syn.save(ds, base / "with_bulk.dcm")
     out = base / "out"
-    summary = Converter(ConvertOptions(output=out), jobs=2).run(list(chosen.values()))
+    summary = Converter(ConvertOptions(output=out, part10=True), jobs=2).run(
+        list(chosen.values()))
     assert summary.count("converted") == len(chosen)
     (base / "secret.txt").write_text("outside the tree")
     return out, chosen
@@ -75,6 +77,14 @@ def test_search_for_studies_series_instances(server: str, tree) -> None:
     assert se in {s["0020000E"]["Value"][0] for s in series}
     instances = client.search_for_instances(st, se)
     assert sop in {i["00080018"]["Value"][0] for i in instances}
+    # the levels across studies and series: every series, every instance of a study
+    every_series = client.search_for_series()
+    assert {(s["0020000D"]["Value"][0], s["0020000E"]["Value"][0]) for s in every_series} \
+        == {uids(p)[:2] for p in files.values()}
+    study_instances = client.search_for_instances(st)
+    assert {i["00080018"]["Value"][0] for i in study_instances} \
+        == {uids(p)[2] for p in files.values() if uids(p)[0] == st}
+    assert all(i["0020000D"]["Value"] == [st] for i in study_instances)
 
 
 def test_metadata_at_every_level(server: str, tree) -> None:
@@ -196,3 +206,117 @@ def test_series_and_instance_queries_on_dcmweb_serve(tree) -> None:
         assert numbered and all(i["00200013"]["Value"] == [1] for i in numbered)
         assert client.search_for_instances(st, se, search_filters={"InstanceNumber": "99"}) == []
         assert httpx.get(f"{url}/studies/{st}/series?NoSuchAttribute=1").status_code == 400
+
+
+def _parts(response: httpx.Response) -> list[tuple[str, bytes]]:
+    """(Content-Type, body) of each part of a multipart/related response, split by hand."""
+    boundary = response.headers["content-type"].split("boundary=")[1].strip('"').encode()
+    body = response.content
+    assert body.startswith(b"--" + boundary + b"\r\n")
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    pieces = body[len(boundary) + 4: -(len(boundary) + 8)].split(
+        b"\r\n--" + boundary + b"\r\n")
+    out = []
+    for piece in pieces:
+        head, _, payload = piece.partition(b"\r\n\r\n")
+        assert head.lower().startswith(b"content-type: ")
+        out.append((head[len(b"content-type: "):].decode(), payload))
+    return out
+
+
+RETRIEVED = ["mono16", "jpegls_lossless", "jpeg2000", "rle", "ct_rich", "with_bulk"]
+
+
+@pytest.mark.parametrize("name", RETRIEVED)
+def test_retrieve_instance_gives_the_source(server: str, tree, name: str) -> None:
+    """WADO-RS instance retrieval (PS3.18 10.4): dcmweb serve rebuilds and streams it,
+    nginx sends the `convert --part10` file; both are the source byte for byte."""
+    _, files = tree
+    st, se, sop = uids(files[name])
+    retrieved = DICOMwebClient(server).retrieve_instance(st, se, sop)
+    source = pydicom.dcmread(files[name])
+    assert retrieved == source
+    assert retrieved.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+    url = f"{server}/studies/{st}/series/{se}/instances/{sop}"
+    response = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(
+        'multipart/related; type="application/dicom"; boundary=')
+    ((part_type, payload),) = _parts(response)
+    ts = str(source.file_meta.TransferSyntaxUID)
+    assert part_type == f"application/dicom; transfer-syntax={ts}"
+    assert payload == files[name].read_bytes()
+
+
+def test_retrieve_series_and_study_on_dcmweb_serve(tree) -> None:
+    """Series and study retrieval stream one part per instance, each the source's bytes."""
+    _, files = tree
+    st, se, _ = uids(files["ct_rich"])
+    sources = {uids(p)[2]: p for p in files.values()}
+    in_series = {sop for sop, p in sources.items() if uids(p)[:2] == (st, se)}
+    in_study = {sop for sop, p in sources.items() if uids(p)[0] == st}
+    assert len(in_series) >= 2
+    with dcmweb_serve(tree[0]) as url:
+        client = DICOMwebClient(url)
+        series = client.retrieve_series(st, se)
+        assert {ds.SOPInstanceUID for ds in series} == in_series
+        for ds in series:
+            assert ds == pydicom.dcmread(sources[ds.SOPInstanceUID])
+        study = client.retrieve_study(st)
+        assert {ds.SOPInstanceUID for ds in study} == in_study
+        response = httpx.get(f"{url}/studies/{st}")
+        assert response.headers.get("transfer-encoding") == "chunked"  # streamed
+        raw = {pydicom.dcmread(io.BytesIO(payload)).SOPInstanceUID: payload
+               for _, payload in _parts(response)}
+        assert raw == {sop: sources[sop].read_bytes() for sop in in_study}
+
+
+def test_retrieval_accept_and_errors_on_dcmweb_serve(tree) -> None:
+    """Nothing is transcoded: a transfer syntax other than the stored one is a 406."""
+    _, files = tree
+    st, se, sop = uids(files["jpeg2000"])
+    stored = str(pydicom.dcmread(files["jpeg2000"]).file_meta.TransferSyntaxUID)
+    with dcmweb_serve(tree[0]) as url:
+        instance = f"{url}/studies/{st}/series/{se}/instances/{sop}"
+
+        def status(target: str, accept: str | None) -> int:
+            headers = {"Accept": accept} if accept is not None else {}
+            return httpx.get(target, headers=headers).status_code
+
+        dicom = 'multipart/related; type="application/dicom"'
+        assert status(instance, None) == 200
+        assert status(instance, "*/*") == 200
+        assert status(instance, f"{dicom}; transfer-syntax=*") == 200
+        assert status(instance, f"{dicom}; transfer-syntax={stored}") == 200
+        assert status(instance, f"{dicom}; transfer-syntax=1.2.840.10008.1.2.1") == 406
+        assert status(instance, f"{dicom}; transfer-syntax=1.2.840.10008.1.2.1, "
+                                f"{dicom}; transfer-syntax={stored}") == 200
+        assert status(instance, "application/dicom+json") == 406
+        # a study holding other syntaxes than the one asked for
+        assert status(f"{url}/studies/{st}", f"{dicom}; transfer-syntax={stored}") == 406
+        assert status(f"{url}/studies/1.2.3", None) == 404
+        assert status(f"{url}/studies/{st}/series/1.2.3", None) == 404
+        assert status(f"{url}/studies/{st}/series/{se}/instances/1.2.3", None) == 404
+        assert status(f"{url}/studies/{st}/series/{se}/instances/1..2", None) == 400
+
+
+@pytest.mark.parametrize("accept,wanted", [
+    (None, {"*"}), ("*/*", {"*"}), ('multipart/related; type="application/dicom"', {"*"}),
+    ('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90',
+     {"1.2.840.10008.1.2.4.90"}),
+    ('multipart/related;type=application/dicom;transfer-syntax="1.2"; q=0.5, '
+     'multipart/related; type="application/dicom"; transfer-syntax=1.3;q=0', {"1.2"}),
+    ('multipart/related; type="image/jpeg", multipart/related; type="application/dicom"',
+     {"*"}),
+])
+def test_accept_header_parsing(accept: str | None, wanted: set[str]) -> None:
+    from dcmweb_static.serve.retrieve import accepted_syntaxes
+    assert accepted_syntaxes(accept) == wanted
+
+
+@pytest.mark.parametrize("accept", ["application/dicom+json", "image/jpeg",
+                                    'multipart/related; type="image/jpeg"'])
+def test_accept_without_dicom_parts_is_not_acceptable(accept: str) -> None:
+    from dcmweb_static.serve.retrieve import NotAcceptable, accepted_syntaxes
+    with pytest.raises(NotAcceptable):
+        accepted_syntaxes(accept)

@@ -175,3 +175,20 @@ def exact_chunks(source: BinaryIO, length: int, short: Callable[[], Exception]
             raise short()
         length -= len(chunk)
         yield chunk
+
+
+def dicom_message(instances: Iterable[tuple[str, Iterable[bytes]]]) -> Iterator[bytes]:
+    """A multipart/related body of `application/dicom` parts (PS3.18 8.7.3), one per
+    (transfer syntax, P10 chunks) of `instances`, streamed: each instance's bytes are read
+    only when its part is sent. The tree's boundary is used (a single instance is then
+    byte for byte the file `convert --part10` writes); a payload holding the delimiter
+    raises ConversionError before that block is given out."""
+    separator = b""
+    for transfer_syntax_uid, chunks in instances:
+        yield separator + part_header(content_type("application/dicom", transfer_syntax_uid))
+        checker = BoundaryChecker()
+        for chunk in chunks:
+            checker.feed(chunk, len(chunk))
+            yield chunk
+        separator = b"\r\n"
+    yield PART_FOOTER

@@ -74,10 +74,12 @@ class Aggregator:
         return found, None if first is None else first[1]
 
     def _write_series(self, study: str, series: str, entries: list[InstanceEntry],
-                      study_documents: publish.ResourceStream, separator: bytes) -> bytes:
+                      study_documents: publish.ResourceStream,
+                      study_index: publish.ResourceStream, separator: bytes) -> bytes:
         """Stream the series metadata array and the QIDO instance list side by side, one
-        instance at a time, and the same documents into the study's metadata array, so each
-        instance file is read once here. Returns the separator for the study's next item."""
+        instance at a time, and the same documents and records into the study's metadata
+        array and instance list, so each instance file is read once here. Returns the
+        separator for the study's next item."""
         uids = {"study": study, "series": series}
         with resource_writer(self.store, "series_metadata", self.gzip, **uids) as documents, \
                 resource_writer(self.store, "instances", self.gzip, **uids) as index:
@@ -92,6 +94,7 @@ class Aggregator:
                 documents.write(comma + rebase_uris(data, f"instances/{entry.sop}/"))
                 record = qido.instance_record(jsonio.loads(data), self.base_url)
                 index.write(comma + jsonio.dumps(record))
+                study_index.write(separator + jsonio.dumps(record))
                 study_documents.write(separator + rebase_uris(
                     data, f"series/{series}/instances/{entry.sop}/"))
                 written, separator = True, b","
@@ -111,13 +114,17 @@ class Aggregator:
             return None
         series_list.sort(key=lambda item: qido.series_sort_key(item[0]))
         with resource_writer(self.store, "study_metadata", self.gzip,
-                             study=study) as study_documents:
+                             study=study) as study_documents, \
+                resource_writer(self.store, "study_instances", self.gzip,
+                                study=study) as study_index:
             study_documents.write(b"[")
+            study_index.write(b"[")
             separator = b""
             for _, series, entries, _ in series_list:
                 separator = self._write_series(study, series, entries, study_documents,
-                                               separator)
+                                               study_index, separator)
             study_documents.write(b"]")
+            study_index.write(b"]")
         series_records = [item[0] for item in series_list]
         publish.publish(self.store, "series", jsonio.dumps(series_records), self.gzip,
                         study=study)
@@ -151,13 +158,21 @@ class Aggregator:
             store_results(self.store, study_view.folder, results)
 
     def update_studies_index(self) -> int:
-        records = []
+        """Rewrite the lists that span studies: every study (`/studies`) and every series
+        (`/series`, grouped by study in the study list's order). Returns the study count."""
+        records: list[Json] = []
+        series: dict[str, list[Json]] = {}
         for study in self.reader.studies():
             data = self.reader.resource("study_record", study=study)
             if data is not None:
                 records.extend(jsonio.loads(data))
+                listed = self.reader.resource("series", study=study)
+                series[study] = jsonio.loads(listed) if listed is not None else []
         records.sort(key=qido.study_sort_key)
         publish.publish(self.store, "studies", jsonio.dumps(records), self.gzip)
+        every_series = [item for record in records
+                        for item in series.get(qido.first_value(record, "0020000D"), [])]
+        publish.publish(self.store, "all_series", jsonio.dumps(every_series), self.gzip)
         return len(records)
 
     def run(self, studies: Iterable[str]) -> int:

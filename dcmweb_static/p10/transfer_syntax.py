@@ -99,6 +99,11 @@ _add(
 _add(["1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108"], "video/H265", True, video=True)
 
 
+#: the media types frames can have besides application/octet-stream (a static server
+#: sends one of them in a frame response's header)
+FRAME_MEDIA_TYPES = tuple(sorted({ts.media_type for ts in _KNOWN.values()} - {OCTET_STREAM}))
+
+
 def lookup(uid: str, *, pixel_length_undefined: bool | None = None) -> TransferSyntax:
     """Describe `uid`; an unknown syntax is described from how its Pixel Data is stored,
     so a private or future syntax is still converted without guessing a media type."""

@@ -7,10 +7,12 @@ raises: every outcome, failures included, is an `InstanceResult`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,19 +31,22 @@ from ..encode.multipart import (
     DelimiterScan,
     PayloadCopier,
     content_type,
+    dicom_message,
     part_body,
     part_header,
 )
+from ..encode.p10_writer import RebuildError
 from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
 from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
 from ..p10.frames import FrameLayout, frame_layout
 from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
-from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
+from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, FRAME_MEDIA_TYPES, lookup
 from ..p10.uids import check_uid
 from ..plugins.api import InstanceView, by_folder
 from ..plugins.manager import PluginError, Transform, get_plugin_manager, run_hook, transforms
 from ..store import StagedInstance, StagingArea
 from ..tree import names, urls
+from ..tree.part10 import folder_chunks, transfer_syntax
 from .options import ConvertOptions
 from .result import InstanceResult
 from .source import Source
@@ -171,7 +176,7 @@ class InstanceConverter:
                 has_delimiter = inflated.found
             copier = PayloadCopier(parsed.stream, buffer, kernel=not has_delimiter)
             clock.lap("parse")
-            written, frames, media_type, bulk_ranges = self._write_instance(
+            written, frames, media_type, bulk_ranges, metadata = self._write_instance(
                 parsed, result, staged, copier, clock)
             if scan is not None:
                 result.sha256, result.bytes_in, has_delimiter = scan.outcome()
@@ -179,17 +184,21 @@ class InstanceConverter:
                 if has_delimiter:  # rare: write it again, every payload checked
                     staged.clear()
                     copier = PayloadCopier(parsed.stream, buffer, kernel=False)
-                    written, frames, media_type, bulk_ranges = self._write_instance(
-                        parsed, result, staged, copier, clock)
+                    written, frames, media_type, bulk_ranges, metadata = \
+                        self._write_instance(parsed, result, staged, copier, clock)
             kept, rebuild = 0, None
             if not options.plugins:  # never for a transformed instance: original values
                 clock.lap("write")  # what came since the frames (plugin results) is writing
                 kept, rebuild = _keep_header(parsed, fp, staged, frames, bulk_ranges)
                 clock.lap("header")
             # info last: it records the checksum, known only now for an overlapped scan
-            result.bytes_out = written + kept + self._write_info(
-                source, parsed, result, staged, frames, media_type, rebuild)
+            info = self._info(source, parsed, result, frames, media_type, rebuild)
+            result.bytes_out = written + kept + staged.put(
+                names.INFO, orjson.dumps(info, option=orjson.OPT_INDENT_2))
             clock.lap("write")
+            if options.part10:  # only now are the files it is rebuilt from complete
+                result.bytes_out += _write_part10(staged, info, metadata, result)
+                clock.lap("part10")
         except BaseException:
             staged.remove()
             raise
@@ -206,10 +215,11 @@ class InstanceConverter:
 
     def _write_instance(self, parsed: ParsedP10, result: InstanceResult,
                         staged: StagedInstance, copier: PayloadCopier, clock: _Clock
-                        ) -> tuple[int, FrameLayout | None, str, list[tuple[str, int, int]]]:
+                        ) -> tuple[int, FrameLayout | None, str, list[tuple[str, int, int]],
+                                   dict[str, Any]]:
         """Write metadata, frames, bulk data and plugin results into `staged`; sets
         result.frames; returns (bytes written, the frame layout, the frames' media type,
-        the bulk values copied from source ranges)."""
+        the bulk values copied from source ranges, the instance's metadata object)."""
         assert result.study_uid and result.series_uid and result.sop_uid
         options = self.options
         pixel = parsed.pixel_data
@@ -239,6 +249,8 @@ class InstanceConverter:
             header = part_header(content_type(ts.media_type, frame_syntax))
             threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
             written += write_frames(staged, header, layout.frames, copier, threads)
+            if ts.media_type in FRAME_MEDIA_TYPES:
+                staged.put(names.frames_type_marker(ts.media_type), b"")
         clock.lap("frames")
         metadata = dict(sorted(metadata.items()))
         written += self._write_metadata(metadata, staged, clock)
@@ -251,7 +263,7 @@ class InstanceConverter:
                 for item in files:
                     staged.put(f"{folder}/{item.name}", item.data)
         result.frames = frame_count
-        return written, layout, ts.media_type, bulk.source_ranges
+        return written, layout, ts.media_type, bulk.source_ranges, metadata
 
     @staticmethod
     def _frame_layout(parsed: ParsedP10, ts, bulk: BulkWriter, metadata: dict,
@@ -288,9 +300,9 @@ class InstanceConverter:
             clock.lap("gzip")
         return staged.put(names.instance_member("instance_metadata", options.gzip), document)
 
-    def _write_info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
-                    staged: StagedInstance, frames: FrameLayout | None, media_type: str,
-                    rebuild: dict[str, Any] | None) -> int:
+    def _info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
+              frames: FrameLayout | None, media_type: str, rebuild: dict[str, Any] | None
+              ) -> dict[str, Any]:
         source_path = os.path.abspath(source.path) if source.path is not None else source.name
         info = build_info(parsed, source_path=source_path,
                           source_size=result.bytes_in, sha256=result.sha256 or "",
@@ -298,7 +310,47 @@ class InstanceConverter:
                           transforms=self.options.plugins)
         if rebuild is not None:
             info["rebuild"] = rebuild
-        return staged.put(names.INFO, orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        return info
+
+
+def _write_part10(staged: StagedInstance, info: dict[str, Any], metadata: dict[str, Any],
+                  result: InstanceResult) -> int:
+    """`convert --part10`: the instance's P10 as one ready multipart part (what a static
+    server sends for the instance URL), streamed from the staged files exactly as
+    `tree.part10.open_instance(...).chunks()` gives them. An untransformed rebuild is
+    checked against the source's SHA-256. When it cannot be written (the bytes hold the
+    multipart delimiter, or the rebuild fails) the instance is still converted, without
+    the file, and the result says why; an OSError (a full disk) fails the instance as any
+    other write does. Returns the bytes written."""
+    name = urls.resource("instance_dicom").folder_name.rsplit("/", 1)[-1]
+    # what a reader of the tree gets for the metadata file (lists, not tuples)
+    document = jsonio.loads(jsonio.dumps(metadata)) if info.get("transforms") else None
+    digest, size = hashlib.sha256(), 0
+
+    def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        nonlocal size
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+
+    try:
+        chunks = hashed(folder_chunks(Path(staged.path), info, document))
+        with staged.open(name) as out:  # blocks of about 1 MiB: no buffer needed
+            for block in dicom_message([(transfer_syntax(info), chunks)]):
+                out.write(block)
+        if document is None and (digest.hexdigest(), size) != (result.sha256, result.bytes_in):
+            raise RebuildError("the rebuilt bytes differ from the source")
+    except OSError:  # the disk, not the instance: it fails like any other write
+        raise
+    except Exception as exc:  # the instance's own files are fine: keep it without the file
+        if staged.exists(name):
+            staged.remove_file(name)
+        kind = "" if isinstance(exc, (ConversionError, RebuildError, InvalidUIDError)) \
+            else f"unexpected {type(exc).__name__}: "
+        result.warnings.append(f"no {name} file: {kind}{exc}")
+        return 0
+    return staged.size(name)
 
 
 def _keep_header(parsed: ParsedP10, source: BinaryIO, staged: StagedInstance,

@@ -27,3 +27,6 @@ class ConvertOptions:
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
     max_inflated_size: int = MAX_INFLATED_SIZE
+    #: also write each instance's P10 as a ready multipart file (``--part10``), which a
+    #: static server sends for the instance URL (WADO-RS retrieval)
+    part10: bool = False

@@ -3,7 +3,9 @@
 Every response is a file of the tree (QIDO queries are filtered from the index files),
 sent with the headers a static server would send: application/dicom+json for metadata
 and QIDO, multipart/related with the tree's boundary for frames and bulk data, gzip as
-stored when the client accepts it, CORS for browser viewers, Range for bulk data.
+stored when the client accepts it, CORS for browser viewers, Range for bulk data. Studies,
+series and instances themselves (WADO-RS retrieval of DICOM objects) are rebuilt from the
+tree and streamed (`retrieve.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..p10.uids import InvalidUIDError, check_uid
 from ..store import LocalStore
 from ..tree import urls
 from ..tree.reader import TreeReader
+from .retrieve import retrieve
 
 DICOM_JSON = urls.DICOM_JSON
 _SEGMENT_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID",
@@ -128,6 +131,8 @@ def make_app(root: Path) -> Starlette:
                 return resource_response(request, stored_path(resource, u), DICOM_JSON)
             if resource.kind == "frame":
                 return frames_response(resource, u)
+            if resource.kind == "dicom":
+                return retrieve(root, request.headers.get("accept"), **u)
             return bulkdata_response(resource, u)
         return respond
 
@@ -137,7 +142,8 @@ def make_app(root: Path) -> Starlette:
     async def bad_request(request: Request, exc: Exception) -> Response:
         return Response(str(exc), status_code=400)
 
-    routes = [Route("/" + resource.url, endpoint(resource)) for resource in urls.RESOURCES]
+    routes = [Route("/" + resource.url, endpoint(resource))
+              for resource in (*urls.RESOURCES, *urls.RETRIEVALS)]
     middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD",
                   "OPTIONS"], allow_headers=["*"], expose_headers=["Content-Encoding",
                   "Content-Length", "Content-Range", "Content-Type"])]

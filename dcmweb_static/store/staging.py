@@ -53,6 +53,12 @@ class StagedInstance:
             for name in sorted(names):
                 yield name if relative == "." else f"{relative}/{name}"
 
+    def size(self, name: str) -> int:
+        return os.path.getsize(os.path.join(self.path, name))
+
+    def remove_file(self, name: str) -> None:
+        os.remove(os.path.join(self.path, name))
+
     def remove_folder(self, name: str) -> None:
         shutil.rmtree(os.path.join(self.path, name))
 

@@ -12,6 +12,15 @@ INFO = "info"
 #: tree by the parent when the instance is committed
 STAGED_DEDUP = ".dedup"
 STAGED_RECORD = f"{STAGED_DEDUP}/record.json.gz"
+#: an empty file in an instance folder whose name says its frames' media type (when it is
+#: not application/octet-stream): nginx cannot read a frame's part header, but it can test
+#: for a file and send that type in the response's Content-Type (`serve/nginx.py`)
+FRAMES_TYPE_PREFIX = ".frames-"
+
+
+def frames_type_marker(media_type: str) -> str:
+    """`.frames-image-jls` for image/jls: a dot name, never served."""
+    return FRAMES_TYPE_PREFIX + media_type.replace("/", "-")
 
 
 def instance_member(key: str, gzip: bool) -> str:

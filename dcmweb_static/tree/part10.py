@@ -94,21 +94,31 @@ def open_instance(root: Path, study: str, series: str, sop: str) -> Part10:
     info = _read_info(folder)
     transforms = tuple(info.get("transforms") or ())
     source = info.get("source") or {}
-    if transforms:
-        document = _document(root, folder, study, series, sop)
+    document = _document(root, folder, study, series, sop) if transforms else None
+    sha256, size = (None, None) if transforms else (source.get("sha256"), source.get("size"))
+    return Part10(study, series, sop, transfer_syntax(info), transforms, sha256, size,
+                  lambda: folder_chunks(folder, info, document))
 
-        def chunks() -> Iterator[bytes]:
-            return encode_published(folder, info, document)
 
-        sha256, size = None, None
-    else:
+def transfer_syntax(info: dict[str, Any]) -> str:
+    """The instance's transfer syntax UID from its info record, checked: it goes into a
+    part's Content-Type header."""
+    try:
+        return check_uid(info["transfer_syntax_uid"], "Transfer Syntax UID")
+    except InvalidUIDError as exc:
+        raise RebuildError(f"info: {exc}") from None
 
-        def chunks() -> Iterator[bytes]:
-            return splice(folder, info)
 
-        sha256, size = source.get("sha256"), source.get("size")
-    return Part10(study, series, sop, info["transfer_syntax_uid"], transforms, sha256, size,
-                  chunks)
+def folder_chunks(folder: Path, info: dict[str, Any], document: dict[str, Any] | None
+                  ) -> Iterator[bytes]:
+    """The P10 bytes of the instance whose files are in `folder` (a tree's instance folder
+    or a staged one) and whose info record is `info`: spliced from the kept header when no
+    transform changed it, else encoded anew from its published `document`."""
+    if info.get("transforms"):
+        if document is None:
+            raise RebuildError("a transformed instance needs its metadata to be rebuilt")
+        return encode_published(folder, info, document)
+    return splice(folder, info)
 
 
 def _folders(path: Path) -> list[str]:

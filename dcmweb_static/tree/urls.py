@@ -38,7 +38,9 @@ PARAMETERS = {
     "name": r"[0-9A-Fa-f]+(?:\.[0-9A-Fa-f]+)*",
 }
 
-Kind = Literal["qido", "metadata", "frame", "bulkdata"]
+Kind = Literal["qido", "metadata", "frame", "bulkdata", "dicom"]
+#: the media type of a WADO-RS retrieval of DICOM objects (PS3.18 10.4, 8.7.3)
+DICOM = "application/dicom"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ RESOURCES: tuple[Resource, ...] = (
              False),
     Resource("bulkdata", _INSTANCE + "/bulkdata/{name}", _INSTANCE + "/bulkdata/{name}",
              "bulkdata", False),
+    # QIDO-RS across levels: every series of the tree (kept beside the study list), every
+    # instance of a study
+    Resource("all_series", "series", "series/index.json", "qido", True),
+    Resource("study_instances", _STUDY + "/instances", _STUDY + "/instances/index.json", "qido",
+             True),
+    # WADO-RS retrieval of an instance: its P10 in one multipart part, written only by
+    # `convert --part10` (the instance URL is a folder, so the file lives inside it);
+    # `dcmweb serve` streams the same bytes rebuilt from the tree with or without it
+    Resource("instance_dicom", _INSTANCE, _INSTANCE + "/part10", "dicom", False),
 )
 BY_KEY = {resource.key: resource for resource in RESOURCES}
 
@@ -104,6 +115,15 @@ BY_KEY = {resource.key: resource for resource in RESOURCES}
 #: record, so static servers (which cannot filter) still answer the query OHIF sends
 STUDY_RECORD = Resource("study_record", "studies", _STUDY + "/index.json", "qido", True,
                         object_name=_STUDY + "/index.json", query="StudyInstanceUID")
+
+
+#: WADO-RS retrieval of a whole study or series: nothing is stored for them (a static
+#: server cannot join the instances' files); `dcmweb serve` streams the instances below
+#: the folder `folder_name` one after another
+RETRIEVALS: tuple[Resource, ...] = (
+    Resource("study_dicom", _STUDY, _STUDY, "dicom", False),
+    Resource("series_dicom", _SERIES, _SERIES, "dicom", False),
+)
 
 
 def resource(key: str) -> Resource:

@@ -239,6 +239,11 @@ class InstanceConverter:
             header = part_header(content_type(ts.media_type, frame_syntax))
             threads = frame_copy_threads(pixel.end_offset - pixel.value_offset)
             written += write_frames(staged, header, layout.frames, copier, threads)
+            clock.lap("frames")
+            if options.rendered or options.thumbnails:
+                written += self._render(parsed, len(layout.frames), frame_syntax, staged,
+                                        result)
+                clock.lap("render")
         clock.lap("frames")
         metadata = dict(sorted(metadata.items()))
         written += self._write_metadata(metadata, staged, clock)
@@ -252,6 +257,28 @@ class InstanceConverter:
                     staged.put(f"{folder}/{item.name}", item.data)
         result.frames = frame_count
         return written, layout, ts.media_type, bulk.source_ranges
+
+    def _render(self, parsed: ParsedP10, frame_count: int, frame_syntax: str,
+                staged: StagedInstance, result: InstanceResult) -> int:
+        """Rendered frames and the thumbnail (encode/render.py), decoded one frame at a
+        time from the staged frame files; a frame that cannot be rendered is a warning and
+        the instance is converted without rendered files."""
+        from ..encode import render
+
+        options = self.options
+        assert parsed.pixel_data is not None
+        suffix = render.SUFFIXES[options.rendered_format]
+        module = render.PixelModule.from_dataset(parsed.dataset, parsed.pixel_data.tag)
+        done = render.render_instance(
+            module, frame_count, lambda n: part_body(staged.read(f"frames/{n}")), frame_syntax,
+            staged.put, lambda stored: [staged.delete(name) for name in stored],
+            fmt=options.rendered_format, rendered=options.rendered,
+            thumbnail=options.thumbnails,
+            names=lambda key, n: urls.instance_file(key, suffix, **(
+                {"frame": str(n)} if n is not None and key == "rendered_frame" else {})))
+        if done.warning:
+            result.warnings.append(done.warning)
+        return done.written
 
     @staticmethod
     def _frame_layout(parsed: ParsedP10, ts, bulk: BulkWriter, metadata: dict,

@@ -27,3 +27,7 @@ class ConvertOptions:
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
     max_inflated_size: int = MAX_INFLATED_SIZE
+    #: rendered frames (``--rendered``), thumbnails (``--thumbnails``), their format
+    rendered: bool = False
+    thumbnails: bool = False
+    rendered_format: str = "jpeg"

@@ -42,7 +42,19 @@ def _types(kind: str) -> str:
     return f"types {{ }} default_type {urls.DICOM_JSON};\n"
 
 
+def _rendered_location(resource: urls.Resource) -> str:
+    """A rendered image is stored as `<name>.jpg` or `<name>.png`: nginx takes the one
+    there and sends the content type of its suffix."""
+    types = " ".join(f"{media} {suffix};" for suffix, media in urls.RENDERED_TYPES.items())
+    base = _nginx_name(resource.folder_name.replace(".{ext}", ""))
+    tries = " ".join(f"{base}.{suffix}" for suffix in urls.RENDERED_TYPES)
+    body = f"types {{ {types} }} default_type application/octet-stream;\ntry_files {tries} =404;"
+    return _location("~ " + resource.url_regex().replace("(?P<", "(?<"), body)
+
+
 def _resource_location(resource: urls.Resource) -> str:
+    if resource.kind == "rendered":
+        return _rendered_location(resource)
     body = _types(resource.kind)
     target = _nginx_name(resource.folder_name)
     record = urls.STUDY_RECORD

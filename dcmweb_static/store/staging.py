@@ -53,6 +53,10 @@ class StagedInstance:
             for name in sorted(names):
                 yield name if relative == "." else f"{relative}/{name}"
 
+    def delete(self, name: str) -> None:
+        """Remove staged file `name` (a rendered image given up)."""
+        os.remove(os.path.join(self.path, name))
+
     def remove_folder(self, name: str) -> None:
         shutil.rmtree(os.path.join(self.path, name))
 

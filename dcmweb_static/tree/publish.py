@@ -39,6 +39,18 @@ def publish(store: Store, key: str, data: bytes, gzip: bool, **values: str) -> N
         out.write(data)
 
 
+def publish_rendered(store: Store, key: str, data: bytes, suffix: str, **values: str) -> None:
+    """Write a rendered image (a thumbnail) with its content type; in the folder layout
+    the same image of the other format is removed, so a server never picks a stale one."""
+    resource = urls.resource(key)
+    media = urls.RENDERED_TYPES[suffix]
+    store.put(resource.stored_name(store.layout, False, ext=suffix, **values), data,
+              headers_for(resource, False, media))
+    if store.layout == "folder":
+        for other in urls.RENDERED_TYPES.keys() - {suffix}:
+            store.delete(resource.stored_name("folder", False, ext=other, **values))
+
+
 def _drop_other_form(store: Store, resource: urls.Resource, packed: bool,
                      values: dict[str, str]) -> None:
     if store.layout == "folder" and resource.gzip:

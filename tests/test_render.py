@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
+from dcmweb_static import synthetic as syn
 from dcmweb_static.encode.render import THUMBNAIL_SIZE
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.instance import convert_file
@@ -251,3 +253,43 @@ def test_png_trees_serve_png(tmp_path: Path) -> None:
     ("application/dicom", False)])
 def test_accept_header(header: str | None, wanted: bool) -> None:
     assert accepts(header, "image/jpeg") is wanted
+
+
+def test_float_pixel_data_is_rendered_min_max(tmp_path: Path) -> None:
+    """Float Pixel Data (dcmtk renders none): min-max over the frame to 0..255."""
+    source = syn.float_pixels(tmp_path / "float.dcm", rows=16, columns=12)
+    values = pydicom.dcmread(source).pixel_array[0].astype(np.float64)
+    windowed = _rendered(source, tmp_path / "window")  # the first window: 40/80
+    low, high = 40 - 0.5 - 79 / 2, 40 - 0.5 + 79 / 2
+    expected = np.floor(np.clip((values - low) / (high - low), 0, 1) * 255)
+    assert np.abs(windowed.astype(int) - expected).max() <= 1
+    ds = pydicom.dcmread(source)
+    del ds.WindowCenter, ds.WindowWidth
+    ds.save_as(source)
+    ours = _rendered(source, tmp_path / "minmax")
+    expected = np.floor((values - values.min()) / (values.max() - values.min()) * 255)
+    assert ours.shape == (16, 12)
+    assert np.abs(ours.astype(int) - expected).max() <= 1
+
+
+def test_frames_are_rendered_one_at_a_time(tmp_path: Path) -> None:
+    """A 600-frame file (39 MB of Pixel Data) is rendered with the memory of a few frames,
+    never decoded whole (Python allocations, numpy's included, traced)."""
+    ds = syn.base_dataset(syn.uid(700), syn.uid(700, 1), syn.uid(700, 1, 1), rich=False)
+    syn.add_pixels(ds, rows=256, columns=128, bits=16, frames=1)
+    one = bytes(ds.PixelData)
+    ds.NumberOfFrames = 600
+    ds.PixelData = one * 600
+    source = syn.save(ds, tmp_path / "many.dcm")
+    del ds, one
+    tracemalloc.start()
+    try:
+        result = convert_file(source, ConvertOptions(output=tmp_path / "out", rendered=True),
+                              tmp_path / "staging")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.status == "converted", result.reason
+    assert len(list((Path(result.staging) / "rendered-frames").iterdir())) == 600
+    assert "render" in result.timings
+    assert peak < 8_000_000, peak

@@ -230,6 +230,9 @@ def test_thumbnails_at_three_levels(tree: Path) -> None:
         assert httpx.get(base + "/thumbnail", headers={"Accept": "image/png"}).status_code \
             == 406
         assert httpx.get(base + "/thumbnail", headers={"Accept": "image/*"}).status_code == 200
+        assert httpx.get(base + "/thumbnail?accept=image/png").status_code == 406
+        assert httpx.get(base + "/thumbnail?accept=image/jpeg",
+                         headers={"Accept": "image/png"}).status_code == 200
         assert httpx.get(instance_url + "/frames/2/rendered").status_code == 404
 
 

@@ -124,7 +124,9 @@ def make_app(root: Path) -> Starlette:
         for suffix, media_type in urls.RENDERED_TYPES.items():
             path = root / resource.stored_name("folder", False, ext=suffix, **u)
             if path.is_file():
-                if not accepts(request.headers.get("accept"), media_type):
+                # the `accept` query parameter (PS3.18 8.3.3.1) overrides the header
+                wanted = request.query_params.get("accept") or request.headers.get("accept")
+                if not accepts(wanted, media_type):
                     return Response(f"stored as {media_type} only", status_code=406)
                 return FileResponse(path, media_type=media_type)
         raise NotFound

@@ -20,11 +20,14 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.encode.render import THUMBNAIL_SIZE
+from dcmweb_static.encode.render import THUMBNAIL_SIZE, encode_image
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.instance import convert_file
 from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.serve.app import accepts
+from dcmweb_static.store import MemoryStore
+from dcmweb_static.tree.publish import publish_rendered, remove_rendered
+from dcmweb_static.tree.reader import TreeReader
 
 from .conftest import PYDICOM_DATA, require_tool
 from .servers import dcmweb_serve
@@ -296,3 +299,32 @@ def test_frames_are_rendered_one_at_a_time(tmp_path: Path) -> None:
     assert len(list((Path(result.staging) / "rendered-frames").iterdir())) == 600
     assert "render" in result.timings
     assert peak < 8_000_000, peak
+
+
+@pytest.mark.parametrize("layout", ["folder", "object"])
+def test_thumbnails_through_a_store(layout: str) -> None:
+    """Series/study thumbnails written through the store: in an object store the key is
+    the URL and the object carries its Content-Type; a later image of the other format
+    replaces the earlier; removal takes every format."""
+    store = MemoryStore(layout=layout)
+    jpeg = encode_image(np.zeros((4, 6), np.uint8), "jpeg", thumbnail=True)
+    png = encode_image(np.zeros((4, 6), np.uint8), "png", thumbnail=True)
+    publish_rendered(store, "series_thumbnail", jpeg, "jpg", study="1.2", series="1.3")
+    publish_rendered(store, "series_thumbnail", png, "png", study="1.2", series="1.3")
+    expected = {"folder": "studies/1.2/series/1.3/thumbnail.png",
+                "object": "studies/1.2/series/1.3/thumbnail"}[layout]
+    assert list(store.objects) == [expected]
+    assert store.objects[expected].headers.content_type == "image/png"
+    assert TreeReader(store).rendered("series_thumbnail", study="1.2", series="1.3") == (
+        png, "png")
+    remove_rendered(store, "series_thumbnail", study="1.2", series="1.3")
+    assert not store.objects
+
+
+def test_a_series_converted_again_without_thumbnails_loses_them(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ct = sorted((ROOT / "samples" / "ct").glob("*.dcm"))
+    Converter(ConvertOptions(output=out, thumbnails=True), jobs=1).run(ct)
+    assert len(list(out.rglob("thumbnail.jpg"))) == len(ct) + 2
+    Converter(ConvertOptions(output=out), jobs=1).run(ct)
+    assert not list(out.rglob("thumbnail.*"))

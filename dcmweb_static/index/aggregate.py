@@ -133,20 +133,23 @@ class Aggregator:
                     ) -> None:
         """Series and study thumbnails: the thumbnail of a representative instance (the
         middle one by Instance Number; for the study, that of its first series). Nothing
-        is written when that instance has no thumbnail (converted without --thumbnails)."""
+        is kept when that instance has no thumbnail (converted again without
+        --thumbnails): an earlier series or study thumbnail is removed."""
         study_thumbnail = None
         for series, entries in series_list:
-            if not entries:
-                continue
             middle = entries[(len(entries) - 1) // 2].sop
             found = self.reader.rendered("instance_thumbnail", study=study, series=series,
                                          sop=middle)
             if found is None:
+                publish.remove_rendered(self.store, "series_thumbnail", study=study,
+                                        series=series)
                 continue
             publish.publish_rendered(self.store, "series_thumbnail", found[0], found[1],
                                      study=study, series=series)
             study_thumbnail = study_thumbnail or found
-        if study_thumbnail is not None:
+        if study_thumbnail is None:
+            publish.remove_rendered(self.store, "study_thumbnail", study=study)
+        else:
             publish.publish_rendered(self.store, "study_thumbnail", *study_thumbnail,
                                      study=study)
 

@@ -51,6 +51,16 @@ def publish_rendered(store: Store, key: str, data: bytes, suffix: str, **values:
             store.delete(resource.stored_name("folder", False, ext=other, **values))
 
 
+def remove_rendered(store: Store, key: str, **values: str) -> None:
+    """Remove a rendered image in every format (its source no longer has one)."""
+    resource = urls.resource(key)
+    if store.layout == "object":
+        store.delete(resource.stored_name("object", False, **values))
+        return
+    for suffix in urls.RENDERED_TYPES:
+        store.delete(resource.stored_name("folder", False, ext=suffix, **values))
+
+
 def _drop_other_form(store: Store, resource: urls.Resource, packed: bool,
                      values: dict[str, str]) -> None:
     if store.layout == "folder" and resource.gzip:

@@ -16,11 +16,14 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
 from dcmweb_static import synthetic as syn
+from dcmweb_static.cli.main import main
 from dcmweb_static.encode.render import THUMBNAIL_SIZE, encode_image
+from dcmweb_static.errors import OptionError
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.instance import convert_file
 from dcmweb_static.run.options import ConvertOptions
@@ -336,3 +339,24 @@ def test_a_series_converted_again_without_thumbnails_loses_them(tmp_path: Path) 
     assert len(list(out.rglob("thumbnail.jpg"))) == len(ct) + 2
     Converter(ConvertOptions(output=out), jobs=1).run(ct)
     assert not list(out.rglob("thumbnail.*"))
+
+
+def test_cli_flags(tmp_path: Path) -> None:
+    """`dcmweb convert --rendered --thumbnails --rendered-format png`; an unknown format
+    is a usage error before anything is converted."""
+    out = tmp_path / "out"
+    source = ROOT / "samples" / "rle_rgb_4frames.dcm"
+    done = CliRunner().invoke(main, ["convert", str(source), "-d", str(out), "-q",
+                                     "--rendered", "--thumbnails", "--rendered-format", "png"])
+    assert done.exit_code == 0, done.output
+    instance = _instance(out, source)
+    assert sorted(p.name for p in (instance / "rendered-frames").iterdir()) == [
+        f"{n}.png" for n in range(1, 5)]
+    assert (instance / "rendered.png").read_bytes() == (
+        instance / "rendered-frames/1.png").read_bytes()
+    assert (instance.parent.parent / "thumbnail.png").is_file()
+    refused = CliRunner().invoke(main, ["convert", str(source), "-d", str(tmp_path / "x"),
+                                        "--rendered-format", "gif"])
+    assert refused.exit_code == 2 and not (tmp_path / "x" / "studies").exists()
+    with pytest.raises(OptionError, match="gif"):
+        ConvertOptions(output=out, rendered_format="gif")

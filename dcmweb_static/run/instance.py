@@ -268,7 +268,11 @@ class InstanceConverter:
         options = self.options
         assert parsed.pixel_data is not None
         suffix = render.SUFFIXES[options.rendered_format]
-        module = render.PixelModule.from_dataset(parsed.dataset, parsed.pixel_data.tag)
+        try:  # the attributes read now (deferred values included) may be unreadable
+            module = render.PixelModule.from_dataset(parsed.dataset, parsed.pixel_data.tag)
+        except Exception as exc:  # noqa: BLE001 - never fails the instance
+            result.warnings.append(f"not rendered: {type(exc).__name__}: {exc}")
+            return 0
         done = render.render_instance(
             module, frame_count, lambda n: part_body(staged.read(f"frames/{n}")), frame_syntax,
             staged.put, lambda stored: [staged.delete(name) for name in stored],

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from ..encode.dicom_json import BulkThresholds
 from ..encode.gzip_stream import GZIP_LEVEL
+from ..errors import OptionError
 from ..p10.parse import MAX_INFLATED_SIZE
+
+#: formats of rendered frames and thumbnails (encode/render.py)
+RENDERED_FORMATS = ("jpeg", "png")
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,8 @@ class ConvertOptions:
     rendered: bool = False
     thumbnails: bool = False
     rendered_format: str = "jpeg"
+
+    def __post_init__(self) -> None:
+        if self.rendered_format not in RENDERED_FORMATS:  # refused before any worker runs
+            raise OptionError(f"rendered format {self.rendered_format!r} is not one of "
+                              f"{', '.join(RENDERED_FORMATS)}")

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 Format = Literal["jpeg", "png"]
 MEDIA_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -44,6 +44,8 @@ _KEPT = (
     "SegmentedRedPaletteColorLookupTableData", "SegmentedGreenPaletteColorLookupTableData",
     "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID",
 )
+#: Encapsulated Uncompressed Explicit VR Little Endian (PS3.5 A.4.11)
+ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"
 _PIXEL_KEYWORDS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 
 
@@ -78,6 +80,8 @@ def decode_frame(module: PixelModule, frame: bytes, transfer_syntax: str):
     ds.update(module.dataset)
     ds.file_meta = FileMetaDataset()
     syntax = UID(transfer_syntax)
+    if syntax == ENCAPSULATED_UNCOMPRESSED:  # each fragment holds one native frame
+        syntax = ExplicitVRLittleEndian
     ds.file_meta.TransferSyntaxUID = syntax
     if syntax.is_encapsulated:
         ds.PixelData = encapsulate([frame])

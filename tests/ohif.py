@@ -47,7 +47,7 @@ def app_config(wado_root: str) -> str:
             "friendlyName": "dcmweb static tree", "name": "dcmweb",
             "wadoUriRoot": wado_root, "qidoRoot": wado_root, "wadoRoot": wado_root,
             "qidoSupportsIncludeField": False, "imageRendering": "wadors",
-            "thumbnailRendering": "wadors", "enableStudyLazyLoad": True,
+            "thumbnailRendering": "thumbnailDirect", "enableStudyLazyLoad": True,
             "supportsFuzzyMatching": False, "supportsWildcard": True, "staticWado": True,
             "singlepart": "bulkdata,video", "bulkDataURI": {"enabled": True},
             "omitQuotationForMultipartRequest": True,

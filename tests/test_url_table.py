@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("table") / "out"
-    summary = Converter(ConvertOptions(output=out, part10=True), jobs=2).run(
+    summary = Converter(ConvertOptions(output=out, part10=True, rendered=True, thumbnails=True),
+                        jobs=2).run(
         sorted((ROOT / "samples").rglob("*.dcm")))
     assert summary.count("failed") == 0
     return out

@@ -288,6 +288,12 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
 @click.option("--part10", is_flag=True,
               help="Also write each instance's P10 as a ready multipart file, so static "
                    "servers answer WADO-RS retrieval of instances (about doubles the tree).")
+@click.option("--rendered", is_flag=True,
+              help="Also write each frame rendered (.../frames/N/rendered, .../rendered).")
+@click.option("--thumbnails", is_flag=True,
+              help="Also write instance, series and study thumbnails (fit in 256x256).")
+@click.option("--rendered-format", type=click.Choice(["jpeg", "png"]), default="jpeg",
+              show_default=True, help="Format of rendered frames and thumbnails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -296,7 +302,8 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
             deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
             plugin_option_values: tuple[str, ...], max_inflated_size: int, part10: bool,
-            report_path: Path | None, quiet: bool, verbose: bool) -> None:
+            rendered: bool, thumbnails: bool, rendered_format: str, report_path: Path | None,
+            quiet: bool, verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
     try:
@@ -318,6 +325,9 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         plugin_options=plugin_options,
         max_inflated_size=max_inflated_size,
         part10=part10,
+        rendered=rendered,
+        thumbnails=thumbnails,
+        rendered_format=rendered_format,
     )
     progress = _progress_bar(len(files), quiet)
 

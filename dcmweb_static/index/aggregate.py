@@ -132,8 +132,33 @@ class Aggregator:
         record = qido.study_record(series_list[0][3], series_records, count, self.base_url)
         publish.publish(self.store, "study_record", jsonio.dumps([record]), self.gzip,
                         study=study)
+        self._thumbnails(study, [(series, entries) for _, series, entries, _ in series_list])
         self._plugin_results(study, [(series, entries) for _, series, entries, _ in series_list])
         return record
+
+    def _thumbnails(self, study: str, series_list: list[tuple[str, list[InstanceEntry]]]
+                    ) -> None:
+        """Series and study thumbnails: the thumbnail of a representative instance (the
+        middle one by Instance Number; for the study, that of its first series). Nothing
+        is kept when that instance has no thumbnail (converted again without
+        --thumbnails): an earlier series or study thumbnail is removed."""
+        study_thumbnail = None
+        for series, entries in series_list:
+            middle = entries[(len(entries) - 1) // 2].sop
+            found = self.reader.rendered("instance_thumbnail", study=study, series=series,
+                                         sop=middle)
+            if found is None:
+                publish.remove_rendered(self.store, "series_thumbnail", study=study,
+                                        series=series)
+                continue
+            publish.publish_rendered(self.store, "series_thumbnail", found[0], found[1],
+                                     study=study, series=series)
+            study_thumbnail = study_thumbnail or found
+        if study_thumbnail is None:
+            publish.remove_rendered(self.store, "study_thumbnail", study=study)
+        else:
+            publish.publish_rendered(self.store, "study_thumbnail", *study_thumbnail,
+                                     study=study)
 
     def _plugin_results(self, study: str,
                         series_list: list[tuple[str, list[InstanceEntry]]]) -> None:

@@ -251,6 +251,11 @@ class InstanceConverter:
             written += write_frames(staged, header, layout.frames, copier, threads)
             if ts.media_type in FRAME_MEDIA_TYPES:
                 staged.put(names.frames_type_marker(ts.media_type), b"")
+            clock.lap("frames")
+            if options.rendered or options.thumbnails:
+                written += self._render(parsed, len(layout.frames), frame_syntax, staged,
+                                        result)
+                clock.lap("render")
         clock.lap("frames")
         metadata = dict(sorted(metadata.items()))
         written += self._write_metadata(metadata, staged, clock)
@@ -264,6 +269,32 @@ class InstanceConverter:
                     staged.put(f"{folder}/{item.name}", item.data)
         result.frames = frame_count
         return written, layout, ts.media_type, bulk.source_ranges, metadata
+
+    def _render(self, parsed: ParsedP10, frame_count: int, frame_syntax: str,
+                staged: StagedInstance, result: InstanceResult) -> int:
+        """Rendered frames and the thumbnail (encode/render.py), decoded one frame at a
+        time from the staged frame files; a frame that cannot be rendered is a warning and
+        the instance is converted without rendered files."""
+        from ..encode import render
+
+        options = self.options
+        assert parsed.pixel_data is not None
+        suffix = render.SUFFIXES[options.rendered_format]
+        try:  # the attributes read now (deferred values included) may be unreadable
+            module = render.PixelModule.from_dataset(parsed.dataset, parsed.pixel_data.tag)
+        except Exception as exc:  # noqa: BLE001 - never fails the instance
+            result.warnings.append(f"not rendered: {type(exc).__name__}: {exc}")
+            return 0
+        done = render.render_instance(
+            module, frame_count, lambda n: part_body(staged.read(f"frames/{n}")), frame_syntax,
+            staged.put, lambda stored: [staged.remove_file(name) for name in stored],
+            fmt=options.rendered_format, rendered=options.rendered,
+            thumbnail=options.thumbnails,
+            names=lambda key, n: urls.instance_file(key, suffix, **(
+                {"frame": str(n)} if n is not None and key == "rendered_frame" else {})))
+        if done.warning:
+            result.warnings.append(done.warning)
+        return done.written
 
     @staticmethod
     def _frame_layout(parsed: ParsedP10, ts, bulk: BulkWriter, metadata: dict,

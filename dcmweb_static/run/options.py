@@ -7,7 +7,11 @@ from pathlib import Path
 
 from ..encode.dicom_json import BulkThresholds
 from ..encode.gzip_stream import GZIP_LEVEL
+from ..errors import OptionError
 from ..p10.parse import MAX_INFLATED_SIZE
+
+#: formats of rendered frames and thumbnails (encode/render.py)
+RENDERED_FORMATS = ("jpeg", "png")
 
 
 @dataclass(frozen=True)
@@ -30,3 +34,12 @@ class ConvertOptions:
     #: also write each instance's P10 as a ready multipart file (``--part10``), which a
     #: static server sends for the instance URL (WADO-RS retrieval)
     part10: bool = False
+    #: rendered frames (``--rendered``), thumbnails (``--thumbnails``), their format
+    rendered: bool = False
+    thumbnails: bool = False
+    rendered_format: str = "jpeg"
+
+    def __post_init__(self) -> None:
+        if self.rendered_format not in RENDERED_FORMATS:  # refused before any worker runs
+            raise OptionError(f"rendered format {self.rendered_format!r} is not one of "
+                              f"{', '.join(RENDERED_FORMATS)}")

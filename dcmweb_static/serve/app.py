@@ -122,6 +122,18 @@ def make_app(root: Path) -> Starlette:
             raise NotFound
         return FileResponse(path, media_type=response_content_type(OCTET_STREAM))
 
+    def rendered_response(request: Request, resource: urls.Resource,
+                          u: dict[str, str]) -> Response:
+        for suffix, media_type in urls.RENDERED_TYPES.items():
+            path = root / resource.stored_name("folder", False, ext=suffix, **u)
+            if path.is_file():
+                # the `accept` query parameter (PS3.18 8.3.3.1) overrides the header
+                wanted = request.query_params.get("accept") or request.headers.get("accept")
+                if not accepts(wanted, media_type):
+                    return Response(f"stored as {media_type} only", status_code=406)
+                return FileResponse(path, media_type=media_type)
+        raise NotFound
+
     def endpoint(resource: urls.Resource):
         async def respond(request: Request) -> Response:
             u = _uids(request)
@@ -133,6 +145,8 @@ def make_app(root: Path) -> Starlette:
                 return frames_response(resource, u)
             if resource.kind == "dicom":
                 return retrieve(root, request.headers.get("accept"), **u)
+            if resource.kind == "rendered":
+                return rendered_response(request, resource, u)
             return bulkdata_response(resource, u)
         return respond
 
@@ -150,6 +164,27 @@ def make_app(root: Path) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, exception_handlers={
         NotFound: not_found, InvalidUIDError: bad_request, QueryError: bad_request,
         404: not_found})
+
+
+def accepts(header: str | None, media_type: str) -> bool:
+    """Whether an Accept header (RFC 9110 12.5.1) takes `media_type`: no header, `*/*`,
+    `image/*` or the type itself, with a quality above 0."""
+    if not header or not header.strip():
+        return True
+    kind = media_type.split("/")[0]
+    for item in header.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        quality = 1.0
+        for parameter in parts[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and parts[0].lower() in ("*/*", f"{kind}/*", media_type):
+            return True
+    return False
 
 
 def _part_media_type(path: Path) -> str:

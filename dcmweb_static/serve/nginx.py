@@ -69,7 +69,19 @@ def _frames_typed(root: Path) -> tuple[str, list[str]]:
     return tests, locations
 
 
+def _rendered_location(resource: urls.Resource) -> str:
+    """A rendered image is stored as `<name>.jpg` or `<name>.png`: nginx takes the one
+    there and sends the content type of its suffix."""
+    types = " ".join(f"{media} {suffix};" for suffix, media in urls.RENDERED_TYPES.items())
+    base = _nginx_name(resource.folder_name.replace(".{ext}", ""))
+    tries = " ".join(f"{base}.{suffix}" for suffix in urls.RENDERED_TYPES)
+    body = f"types {{ {types} }} default_type application/octet-stream;\ntry_files {tries} =404;"
+    return _location("~ " + resource.url_regex().replace("(?P<", "(?<"), body)
+
+
 def _resource_location(resource: urls.Resource, typed_frames: str = "") -> str:
+    if resource.kind == "rendered":
+        return _rendered_location(resource)
     body = _types(resource.kind)
     if resource.kind == "frame":
         body += typed_frames

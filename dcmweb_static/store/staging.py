@@ -57,6 +57,7 @@ class StagedInstance:
         return os.path.getsize(os.path.join(self.path, name))
 
     def remove_file(self, name: str) -> None:
+        """Remove staged file `name` (a part given up: a rendered image, a part10 file)."""
         os.remove(os.path.join(self.path, name))
 
     def remove_folder(self, name: str) -> None:

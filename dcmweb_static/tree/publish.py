@@ -39,6 +39,28 @@ def publish(store: Store, key: str, data: bytes, gzip: bool, **values: str) -> N
         out.write(data)
 
 
+def publish_rendered(store: Store, key: str, data: bytes, suffix: str, **values: str) -> None:
+    """Write a rendered image (a thumbnail) with its content type; in the folder layout
+    the same image of the other format is removed, so a server never picks a stale one."""
+    resource = urls.resource(key)
+    media = urls.RENDERED_TYPES[suffix]
+    store.put(resource.stored_name(store.layout, False, ext=suffix, **values), data,
+              headers_for(resource, False, media))
+    if store.layout == "folder":
+        for other in urls.RENDERED_TYPES.keys() - {suffix}:
+            store.delete(resource.stored_name("folder", False, ext=other, **values))
+
+
+def remove_rendered(store: Store, key: str, **values: str) -> None:
+    """Remove a rendered image in every format (its source no longer has one)."""
+    resource = urls.resource(key)
+    if store.layout == "object":
+        store.delete(resource.stored_name("object", False, **values))
+        return
+    for suffix in urls.RENDERED_TYPES:
+        store.delete(resource.stored_name("folder", False, ext=suffix, **values))
+
+
 def _drop_other_form(store: Store, resource: urls.Resource, packed: bool,
                      values: dict[str, str]) -> None:
     if store.layout == "folder" and resource.gzip:

@@ -32,6 +32,22 @@ class TreeReader:
             return None  # one key in an object store: the packed read was the only one
         return self.store.get(table.stored_name(layout, False, **values))
 
+    def rendered(self, key: str, **values: str) -> tuple[bytes, str] | None:
+        """A rendered resource (`urls.RENDERED_TYPES`) and its suffix; None if not stored.
+        An object store keeps the content type in the object's headers: read as JPEG
+        unless the bytes are PNG's."""
+        table = urls.resource(key)
+        if self.store.layout == "object":
+            data = self.store.get(table.stored_name("object", False, **values))
+            if data is None:
+                return None
+            return data, "png" if data.startswith(b"\x89PNG") else "jpg"
+        for suffix in urls.RENDERED_TYPES:
+            data = self.store.get(table.stored_name("folder", False, ext=suffix, **values))
+            if data is not None:
+                return data, suffix
+        return None
+
     def uids(self, folder: str) -> list[str]:
         """Names below `folder` that are valid UIDs (staging and hidden names skipped)."""
         found = []

@@ -36,11 +36,16 @@ PARAMETERS = {
     "sop": r"[0-9]+(?:\.[0-9]+)*",
     "frame": r"[1-9][0-9]*",
     "name": r"[0-9A-Fa-f]+(?:\.[0-9A-Fa-f]+)*",
+    #: the suffix of a stored rendered image in the folder layout (never in a URL)
+    "ext": r"jpg|png",
 }
 
-Kind = Literal["qido", "metadata", "frame", "bulkdata", "dicom"]
+Kind = Literal["qido", "metadata", "frame", "bulkdata", "dicom", "rendered"]
 #: the media type of a WADO-RS retrieval of DICOM objects (PS3.18 10.4, 8.7.3)
 DICOM = "application/dicom"
+#: rendered images (PS3.18 10.4.1.1.3/4) by their stored suffix; the folder layout names
+#: them `<name>.jpg` / `<name>.png` so a static server derives the content type
+RENDERED_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,18 @@ RESOURCES: tuple[Resource, ...] = (
     # `convert --part10` (the instance URL is a folder, so the file lives inside it);
     # `dcmweb serve` streams the same bytes rebuilt from the tree with or without it
     Resource("instance_dicom", _INSTANCE, _INSTANCE + "/part10", "dicom", False),
+    # rendered resources (--rendered, --thumbnails): `frames/<n>` is a file in the folder
+    # layout, so rendered frames live in `rendered-frames/`; `{ext}` is the stored suffix
+    Resource("rendered", _INSTANCE + "/rendered", _INSTANCE + "/rendered.{ext}", "rendered",
+             False),
+    Resource("rendered_frame", _INSTANCE + "/frames/{frame}/rendered",
+             _INSTANCE + "/rendered-frames/{frame}.{ext}", "rendered", False),
+    Resource("instance_thumbnail", _INSTANCE + "/thumbnail", _INSTANCE + "/thumbnail.{ext}",
+             "rendered", False),
+    Resource("series_thumbnail", _SERIES + "/thumbnail", _SERIES + "/thumbnail.{ext}",
+             "rendered", False),
+    Resource("study_thumbnail", _STUDY + "/thumbnail", _STUDY + "/thumbnail.{ext}",
+             "rendered", False),
 )
 BY_KEY = {resource.key: resource for resource in RESOURCES}
 
@@ -136,6 +153,13 @@ def url_path(key: str, **values: str) -> str:
 
 def stored_name(key: str, layout: Layout = "folder", gzip: bool = False, **values: str) -> str:
     return resource(key).stored_name(layout, gzip, **values)
+
+
+def instance_file(key: str, suffix: str, **values: str) -> str:
+    """A rendered resource's name inside its staged instance folder (folder layout)."""
+    name = stored_name(key, "folder", False, ext=suffix, **values, study="0", series="0",
+                       sop="0")
+    return name[len(instance_path("0", "0", "0")) + 1:]
 
 
 def study_path(study: str) -> str:

@@ -34,7 +34,7 @@ from ..run.report import ExitCode, write_report
 from ..run.result import InstanceResult
 from ..run.stopping import Interrupted
 from ..serve.nginx import nginx_server_block
-from ..store import LocalStore
+from ..store import LocalStore, Store, is_url, open_store
 from ..store import describe_os_error as describe
 
 _plugins: PluginManager | None = None
@@ -122,6 +122,26 @@ def _progress_bar(total: int, quiet: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def _open_output(target: str, option_values: tuple[str, ...], cache_control: str | None
+                 ) -> Store:
+    """The store -d names: a URL is never made a local folder (`s3:`); its options and
+    prefix are checked here, so a bad one is a usage error before any file is read."""
+    if not is_url(target):
+        if option_values or cache_control:
+            raise click.UsageError("--storage-option and --cache-control need an object "
+                                   "store URL as -d (s3://bucket/prefix)")
+        return LocalStore(target)
+    from ..store.opening import parse_storage_options
+
+    try:
+        return open_store(target, parse_storage_options(option_values), cache_control)
+    except ImportError as exc:
+        raise click.UsageError(f"{target}: {exc.name or exc} is not installed "
+                               "(pip install 'dcmweb-static[s3]')") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="-d") from None
 
 
 def _ensure_output(output: Path) -> None:
@@ -259,9 +279,15 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
 @main.command()
 @click.argument("inputs", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.option("-d", "--dicomweb-dir", "output", default="/dicomweb", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: the DICOMweb base URL.")
+@click.option("-d", "--dicomweb-dir", "output_target", default="/dicomweb", show_default=True,
+              metavar="DIR|URL",
+              help="Output folder, or object store URL (s3://bucket/prefix): the DICOMweb "
+                   "base URL.")
+@click.option("--storage-option", "storage_option_values", multiple=True, metavar="KEY=VALUE",
+              help="An fsspec option of the object store (e.g. endpoint_url=..., anon=true); "
+                   "repeatable. Credentials come from the standard AWS configuration.")
+@click.option("--cache-control", default=None, metavar="VALUE",
+              help="Cache-Control header of every object written into an object store.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: all cores].")
 @click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
@@ -289,21 +315,26 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
-def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
+def convert(inputs: tuple[Path, ...], output_target: str, storage_option_values: tuple[str, ...],
+            cache_control: str | None, jobs: int | None, use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
             deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
             plugin_option_values: tuple[str, ...], max_inflated_size: int,
             report_path: Path | None, quiet: bool, verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
+    store = _open_output(output_target, storage_option_values, cache_control)
+    url = getattr(store, "url", None)
+    output = Path(".") if url else Path(output_target)
     plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
-    try:
-        notes = output_overlap(inputs, output)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    for note in notes if not quiet else []:
-        click.echo(note, err=True)
-    _ensure_output(output)
-    files = InputSpool(iter_input_files(inputs, exclude=output))
+    if url is None:
+        try:
+            notes = output_overlap(inputs, output)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        for note in notes if not quiet else []:
+            click.echo(note, err=True)
+        _ensure_output(output)
+    files = InputSpool(iter_input_files(inputs, exclude=None if url else output))
     options = ConvertOptions(
         output=output,
         gzip=use_gzip,
@@ -325,7 +356,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
                            file=sys.stderr)
 
     converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
-                          plugin_manager=plugin_manager())
+                          plugin_manager=plugin_manager(), store=store)
     summary = None
     try:
         summary = converter.run(files)

@@ -172,9 +172,12 @@ class Converter:
         tree), and `Interrupted` is raised with the summary so far as `.summary`."""
         started = time.perf_counter()
         root = self.options.output
-        summary = RunSummary(output=root, keep_results=self.keep_results)
+        url = getattr(self.store, "url", None)  # an object store: nothing local to exclude
+        summary = RunSummary(output=url or root, keep_results=self.keep_results)
         spool = files if isinstance(files, InputSpool) else InputSpool(
-            iter_input_files((Path(os.fspath(f)) for f in files), exclude=root))
+            iter_input_files((Path(os.fspath(f)) for f in files),
+                             exclude=None if url else root))
+        before = self.store.counts.as_dict()
         self._waiting, self._released = {}, 0
         stage = "cannot use the output folder"
         try:
@@ -208,6 +211,8 @@ class Converter:
             if self._sops is not None:
                 self._sops.close()
             self._sops, self._kept, self._waiting = None, {}, {}
+            summary.objects = {key: count - before[key]
+                               for key, count in self.store.counts.as_dict().items()}
             summary.seconds = time.perf_counter() - started
             summary.peak_rss_kib = {
                 "parent": peak_rss_kib(),

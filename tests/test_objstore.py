@@ -1,0 +1,214 @@
+"""`dcmweb convert -d s3://bucket/prefix` against a real S3-compatible HTTP server on
+127.0.0.1 (moto's ThreadedMotoServer): the tree is read back straight from the bucket URL,
+as a static website would serve it (public-read policy), with dicomweb-client; the
+headers are checked per object type; a re-run uploads nothing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+boto3 = pytest.importorskip("boto3")
+
+from dicomweb_client.api import DICOMwebClient  # noqa: E402
+
+from dcmweb_static import synthetic as syn  # noqa: E402
+from dcmweb_static.encode.multipart import BOUNDARY  # noqa: E402
+
+from . import corpus  # noqa: E402
+from .reference import reference_frames  # noqa: E402
+from .servers import free_port  # noqa: E402
+
+BUCKET = "bkt"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+NAMES = ("mono16", "jpegls_lossless", "jpeg2000", "rle", "ct_rich")
+MEDIA = {"1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.90": "image/jp2",
+         "1.2.840.10008.1.2.5": "image/dicom-rle"}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with a public-read bucket; yields its endpoint."""
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/*"}]}))
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _convert(inputs: list[Path], target: str, endpoint: str, tmp: Path, *extra: str) -> dict:
+    """Run the real CLI with the endpoint from the standard AWS configuration
+    (AWS_ENDPOINT_URL); returns its run report."""
+    report = tmp / f"report-{len(list(tmp.glob('report-*')))}.json"
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+    done = subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "convert",
+                           *map(str, inputs), "-d", target, "-j", "2", "-q",
+                           "--report", str(report), *extra],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def bucket_tree(s3: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[str, dict[str, Path], dict]:
+    base = tmp_path_factory.mktemp("s3tree")
+    files = corpus.build(base / "corpus")
+    chosen = {}
+    for i, name in enumerate(NAMES):
+        ds = pydicom.dcmread(files[name])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = syn.uid(700, 1, i + 1)
+        ds.save_as(base / f"{name}.dcm")  # keeps the transfer syntax
+        chosen[name] = base / f"{name}.dcm"
+    ds = pydicom.dcmread(files["ct_rich"])  # public bulk data too
+    ds.add_new(0x00420011, "OB", bytes(range(256)) * 600)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = syn.uid(700, 1, 9)
+    chosen["with_bulk"] = syn.save(ds, base / "with_bulk.dcm")
+    report = _convert(list(chosen.values()), f"s3://{BUCKET}/dw", s3, base,
+                      "--cache-control", "public, max-age=3600")
+    assert report["counts"]["converted"] == len(chosen)
+    return f"{s3}/{BUCKET}/dw", chosen, report
+
+
+def uids(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+def test_qido_and_metadata_from_the_bucket_url(bucket_tree) -> None:
+    base, files, _ = bucket_tree
+    client = DICOMwebClient(base)
+    studies = {s["0020000D"]["Value"][0] for s in client.search_for_studies()}
+    assert {uids(p)[0] for p in files.values()} <= studies
+    st, se, sop = uids(files["ct_rich"])
+    assert se in {s["0020000E"]["Value"][0] for s in client.search_for_series(st)}
+    assert sop in {i["00080018"]["Value"][0] for i in client.search_for_instances(st, se)}
+    instance = client.retrieve_instance_metadata(st, se, sop)
+    assert instance["00080018"]["Value"] == [sop]
+    assert sop in {i["00080018"]["Value"][0] for i in client.retrieve_series_metadata(st, se)}
+    assert len(client.retrieve_study_metadata(st)) >= 1
+
+
+@pytest.mark.parametrize("name", ["mono16", "jpegls_lossless", "jpeg2000", "rle"])
+def test_frames_from_the_bucket_equal_the_source(bucket_tree, name: str) -> None:
+    base, files, _ = bucket_tree
+    client = DICOMwebClient(base)
+    st, se, sop = uids(files[name])
+    source = pydicom.dcmread(files[name])
+    expected = reference_frames(source)
+    ts = str(source.file_meta.TransferSyntaxUID)
+    media = MEDIA.get(ts, "image/jpeg") if source.file_meta.TransferSyntaxUID.is_compressed \
+        else "application/octet-stream"
+    for number in range(1, len(expected) + 1):
+        (frame,) = client.retrieve_instance_frames(st, se, sop, frame_numbers=[number],
+                                                   media_types=((media, ts),))
+        assert frame == expected[number - 1]
+
+
+def test_bulkdata_uri_resolves_in_the_bucket(bucket_tree) -> None:
+    base, files, _ = bucket_tree
+    client = DICOMwebClient(base)
+    st, se, sop = uids(files["with_bulk"])
+    instance = client.retrieve_instance_metadata(st, se, sop)
+    url = f"{base}/studies/{st}/series/{se}/instances/{sop}/" + \
+        instance["00420011"]["BulkDataURI"].split("?")[0]
+    assert client.retrieve_bulkdata(url) == [bytes(range(256)) * 600]
+
+
+def test_headers_per_object_type(bucket_tree) -> None:
+    base, files, _ = bucket_tree
+    st, se, sop = uids(files["jpegls_lossless"])
+    instance = f"{base}/studies/{st}/series/{se}/instances/{sop}"
+    for url in (f"{base}/studies", f"{base}/studies/{st}/series",
+                f"{base}/studies/{st}/series/{se}/instances", f"{base}/studies/{st}/metadata",
+                f"{base}/studies/{st}/series/{se}/metadata", f"{instance}/metadata"):
+        response = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+        assert response.status_code == 200, url
+        assert response.headers["content-type"] == "application/dicom+json", url
+        assert response.headers["content-encoding"] == "gzip", url
+        assert response.headers["cache-control"] == "public, max-age=3600", url
+        assert isinstance(json.loads(response.content), list)  # httpx undoes the gzip
+    frame = httpx.get(f"{instance}/frames/1")
+    assert frame.headers["content-type"] == (
+        f'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80; '
+        f"boundary={BOUNDARY}")
+    assert "content-encoding" not in frame.headers
+    st, se, sop = uids(files["mono16"])
+    native = httpx.get(f"{base}/studies/{st}/series/{se}/instances/{sop}/frames/1")
+    assert native.headers["content-type"].startswith(
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.')
+    st, se, sop = uids(files["with_bulk"])
+    bulk_name = "00420011"
+    bulk = httpx.get(f"{base}/studies/{st}/series/{se}/instances/{sop}/bulkdata/{bulk_name}")
+    assert bulk.status_code == 200
+    assert bulk.headers["content-type"] == (
+        f'multipart/related; type="application/octet-stream"; boundary={BOUNDARY}')
+    # no folder-layout name in the bucket: the keys are the URLs (the study record of
+    # `studies?StudyInstanceUID=` is the one `index.json`)
+    keys = _keys(base.rsplit("/", 2)[0])
+    assert f"dw/studies/{st}/series/{se}/instances/{sop}/metadata" in keys
+    assert not [k for k in keys if k.endswith(".gz")]
+    assert not [k for k in keys if k.endswith("index.json")
+                and not re.fullmatch(r"dw/studies/[0-9.]+/index\.json", k)]
+
+
+def _keys(endpoint: str) -> dict[str, str]:
+    """Every key below `dw/` and its ETag."""
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="dw/")
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_a_rerun_uploads_nothing(bucket_tree, s3: str, tmp_path: Path) -> None:
+    base, files, first = bucket_tree
+    assert first["objects"]["written"] > 0
+    client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    before = _keys(s3)
+    again = _convert(list(files.values()), f"s3://{BUCKET}/dw", s3, tmp_path,
+                     "--cache-control", "public, max-age=3600")
+    assert again["objects"] == {"written": 0, "unchanged": again["objects"]["unchanged"],
+                                "removed": 0}
+    assert again["objects"]["unchanged"] >= len(before) - 2
+    assert _keys(s3) == before
+    st, se, sop = uids(files["ct_rich"])
+    document = gzip.decompress(client.get_object(
+        Bucket=BUCKET, Key=f"dw/studies/{st}/series/{se}/instances/{sop}/metadata")["Body"].read())
+    assert json.loads(document)[0]["00080018"]["Value"] == [sop]
+
+
+def test_a_url_is_never_a_local_folder(tmp_path: Path) -> None:
+    """`-d s3:/...` typos and unsupported schemes are usage errors, and nothing named
+    `s3:` appears in the working folder."""
+    sample = Path(__file__).resolve().parent.parent / "samples" / "implicit.dcm"
+    for target, reason in (("s3://bkt/../x", "cannot be a bucket or prefix component"),
+                           ("ftp://host/x", "cannot publish into ftp://")):
+        done = subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "convert",
+                               str(sample), "-d", target, "-q"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and reason in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -222,6 +222,7 @@ class LocalStore:
     def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
         target = self._target(name)  # a link on the way is refused, even if nothing is written
         if os.path.lexists(target):
+            self.counts.unchanged += 1
             return False
         self.put(name, data, headers)
         return True

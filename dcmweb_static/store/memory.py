@@ -58,6 +58,7 @@ class MemoryStore:
     def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
         with self._lock:
             if name in self.objects:
+                self.counts.unchanged += 1
                 return False
             self.put(name, data, headers)
             return True

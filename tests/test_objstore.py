@@ -212,3 +212,32 @@ def test_a_url_is_never_a_local_folder(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and reason in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inputs_from_the_bucket_convert_like_local_files(s3: str, tmp_path: Path) -> None:
+    """`dcmweb convert s3://bkt/in/ -d DIR`: the objects below the prefix are listed and
+    read in ranges by the workers; the tree equals the one converted from the files."""
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    files = sorted(p for p in samples.rglob("*.dcm"))
+    client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    for path in files:
+        client.upload_file(str(path), BUCKET, f"in/{path.relative_to(samples)}")
+    remote = _convert([f"s3://{BUCKET}/in/"], str(tmp_path / "remote"), s3, tmp_path)
+    local = _convert(files, str(tmp_path / "local"), s3, tmp_path)
+    assert remote["counts"] == local["counts"] and remote["counts"]["converted"] == len(files)
+    assert {r["path"] for r in remote["files"]} == {
+        f"s3://{BUCKET}/in/{p.relative_to(samples)}" for p in files}
+    assert {r["sha256"] for r in remote["files"]} == {r["sha256"] for r in local["files"]}
+    remote_tree, local_tree = _tree(tmp_path / "remote"), _tree(tmp_path / "local")
+    assert remote_tree.keys() == local_tree.keys()
+    for name, data in remote_tree.items():  # the info record names its source
+        if name.endswith("/info"):
+            assert json.loads(data)["source"]["path"].startswith(f"s3://{BUCKET}/in/")
+            data = data.replace(b"s3://bkt/in", str(samples).encode())
+        assert data == local_tree[name], name
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".tmp" not in p.parts and p.name != ".dcmweb.lock"}

@@ -25,7 +25,7 @@ import pluggy
 from ..index.aggregate import aggregate
 from ..pathnames import display_path
 from ..plugins.manager import get_plugin_manager, run_hook
-from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error
+from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error, is_url
 from .commit import commit_instance
 from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter
@@ -56,7 +56,9 @@ def convert_source(converter: InstanceConverter, source: Source,
 
 def _convert_in_worker(path: str) -> InstanceResult:
     assert _Worker.converter is not None and _Worker.staging is not None
-    return convert_source(_Worker.converter, Source.from_path(path), _Worker.staging)
+    source = Source.from_url(path, _Worker.converter.options.storage_options) \
+        if is_url(path) else Source.from_path(path)
+    return convert_source(_Worker.converter, source, _Worker.staging)
 
 
 def _convert_chunk(paths: list[str]) -> list[InstanceResult]:
@@ -175,8 +177,9 @@ class Converter:
         url = getattr(self.store, "url", None)  # an object store: nothing local to exclude
         summary = RunSummary(output=url or root, keep_results=self.keep_results)
         spool = files if isinstance(files, InputSpool) else InputSpool(
-            iter_input_files((Path(os.fspath(f)) for f in files),
-                             exclude=None if url else root))
+            iter_input_files((f if is_url(f) else Path(os.fspath(f)) for f in files),
+                             exclude=None if url else root,
+                             storage_options=self.options.storage_options))
         before = self.store.counts.as_dict()
         self._waiting, self._released = {}, 0
         stage = "cannot use the output folder"

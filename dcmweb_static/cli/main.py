@@ -308,6 +308,9 @@ class _InputType(click.ParamType):
                    "repeatable. Credentials come from the standard AWS configuration.")
 @click.option("--cache-control", default=None, metavar="VALUE",
               help="Cache-Control header of every object written into an object store.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT|local",
+              help="Convert on a Dask cluster (pip install 'dcmweb-static[dask]'); `local` "
+                   "starts a LocalCluster of -j workers.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: all cores].")
 @click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
@@ -337,7 +340,8 @@ class _InputType(click.ParamType):
 @click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
 def convert(inputs: tuple[Path | str, ...], output_target: str,
             storage_option_values: tuple[str, ...],
-            cache_control: str | None, jobs: int | None, use_gzip: bool,
+            cache_control: str | None, scheduler: str | None, jobs: int | None,
+            use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
             deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
             plugin_option_values: tuple[str, ...], max_inflated_size: int,
@@ -389,10 +393,13 @@ def convert(inputs: tuple[Path | str, ...], output_target: str,
                            file=sys.stderr)
 
     converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
-                          plugin_manager=plugin_manager(), store=store)
+                          plugin_manager=plugin_manager(), store=store, scheduler=scheduler)
     summary = None
     try:
         summary = converter.run(files)
+    except ImportError as exc:
+        progress.close()
+        raise click.UsageError(str(exc)) from None
     except Interrupted as stopped:  # SIGINT, SIGTERM, SIGHUP: the report still says so
         summary = stopped.summary
         progress.close()

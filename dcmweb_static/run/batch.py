@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import resource
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,9 +30,9 @@ from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter
 from .options import ConvertOptions
 from .report import RunSummary
-from .result import InstanceResult
+from .result import InstanceResult, peak_rss_kib
 from .sop_registry import Committed, SopRegistry
-from .source import Source
+from .source import Source, source_for
 from .stopping import Interrupted, StopRequest, stop_on_signals
 
 #: how often (seconds) the parent looks for a stop request while it waits for workers
@@ -56,8 +55,7 @@ def convert_source(converter: InstanceConverter, source: Source,
 
 def _convert_in_worker(path: str) -> InstanceResult:
     assert _Worker.converter is not None and _Worker.staging is not None
-    source = Source.from_url(path, _Worker.converter.options.storage_options) \
-        if is_url(path) else Source.from_path(path)
+    source = source_for(path, _Worker.converter.options.storage_options)
     return convert_source(_Worker.converter, source, _Worker.staging)
 
 
@@ -113,19 +111,6 @@ def task_size(remaining: int, jobs: int) -> int:
     return max(1, min(16, remaining // (jobs * 8)))
 
 
-def peak_rss_kib() -> int:
-    """This process's peak resident set size. VmHWM, unlike getrusage's ru_maxrss, is
-    not inherited from the process that started this one."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status = "duplicate"
@@ -146,8 +131,11 @@ class Converter:
     def __init__(self, options: ConvertOptions, jobs: int | None = None,
                  on_result: Callable[[InstanceResult], None] | None = None,
                  keep_results: bool = True, *, store: Store | None = None,
-                 plugin_manager: pluggy.PluginManager | None = None) -> None:
+                 plugin_manager: pluggy.PluginManager | None = None,
+                 scheduler: str | None = None) -> None:
         self.options = options
+        #: a Dask scheduler address (`tcp://host:8786`) or `local`; None: a process pool
+        self.scheduler = scheduler
         #: where the tree is written (default: the folder `options.output`)
         self.store: Store = store if store is not None else LocalStore(options.output)
         #: the plugins of this run (default: the installed ones)
@@ -299,6 +287,9 @@ class Converter:
             self._kept[index] = result
 
     def _run_pool(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
+        if self.scheduler is not None:
+            self._run_dask(paths, staging, summary)
+            return
         # several files per task (less inter-process traffic per file), fewer as the
         # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
@@ -335,6 +326,46 @@ class Converter:
                     crashed.extend(items)
             for index, path in sorted(crashed):
                 self._run_isolated(index, path, staging, summary)
+
+    def _run_dask(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
+        """Batches of files on a Dask cluster (`run.dask_pool`): Dask reruns a batch whose
+        worker died; a batch that kills its workers every time fails its files."""
+        from .dask_pool import convert_batch, dask_executor, unpack
+
+        assert self.scheduler is not None
+        inputs = enumerate(paths)
+        more, submitted = True, 0
+        with dask_executor(self.scheduler, self.jobs) as (pool, threads):
+            window = threads * 4
+            running: dict[Future, list[tuple[int, str]]] = {}
+            while more or running:
+                while more and len(running) < window:
+                    chunk = task_size(len(paths) - submitted, threads)
+                    items = list(itertools.islice(inputs, chunk))
+                    submitted += len(items)
+                    more = len(items) == chunk
+                    if items:
+                        future = pool.submit(convert_batch, self.options,
+                                             [p for _, p in items])
+                        running[future] = items
+                if not running:
+                    break
+                done, _ = wait(running, STOP_POLL_SECONDS, FIRST_COMPLETED)
+                self._stop.check()
+                for future in done:
+                    items = running.pop(future)
+                    try:
+                        pairs = future.result()
+                    except Exception as exc:  # KilledWorker, a lost scheduler
+                        reason = f"the Dask workers failed on its batch: {exc}".splitlines()[0]
+                        for index, path in items:
+                            self._finish(index, InstanceResult(path=path, status="failed",
+                                                               reason=reason), summary)
+                        continue
+                    for (index, _), (result, packed) in zip(items, pairs, strict=True):
+                        if packed is not None:
+                            result.staging = unpack(packed, staging, result.sop_uid or "x").path
+                        self._finish(index, result, summary)
 
     def _run_isolated(self, index: int, path: str, staging: StagingArea,
                       summary: RunSummary) -> None:

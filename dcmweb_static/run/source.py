@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from ..store.opening import is_url
 from .inputs import open_regular
 
 
@@ -67,6 +68,11 @@ class Source:
     def local_path(self) -> str | None:
         """The file to read again on another thread (the overlapped checksum), if any."""
         return self.path
+
+
+def source_for(path: str, storage_options: Mapping[str, Any] | None = None) -> Source:
+    """The source of one input as the spool holds it: an object store URL or a path."""
+    return Source.from_url(path, storage_options) if is_url(path) else Source.from_path(path)
 
 
 class _Unclosed(io.BufferedIOBase):

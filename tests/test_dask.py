@@ -4,7 +4,8 @@ one worker is killed (SIGKILL) mid-run: Dask reschedules its batches on the othe
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -14,15 +15,18 @@ from pathlib import Path
 import pydicom
 import pytest
 
-pytest.importorskip("distributed")
+from dcmweb_static import synthetic as syn
+from dcmweb_static.run.batch import Converter
+from dcmweb_static.run.options import ConvertOptions
 
-from dcmweb_static import synthetic as syn  # noqa: E402
-from dcmweb_static.run.batch import Converter  # noqa: E402
-from dcmweb_static.run.options import ConvertOptions  # noqa: E402
+from . import corpus
+from .servers import free_port, wait_for_port
 
-from . import corpus  # noqa: E402
-from .servers import free_port, wait_for_port  # noqa: E402
+if importlib.util.find_spec("distributed") is None:  # found, not imported (see dask_run.py)
+    pytest.skip("dask distributed is not installed (pip install -e '.[test]')",
+                allow_module_level=True)
 
+ROOT = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).parent / "dask")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -53,8 +57,19 @@ def reference(inputs: list[Path], tmp_path_factory: pytest.TempPathFactory
     return _tree(out), _outcomes(summary)
 
 
-def _outcomes(summary) -> dict[str, tuple[str, str | None]]:
-    return {r.path: (r.status, r.reason) for r in summary.results}
+def _outcomes(summary) -> dict[str, list[str | None]]:
+    return {r.path: [r.status, r.reason] for r in summary.results}
+
+
+def _run_on(address: str, out: Path, inputs: list[Path], kill: int | None = None) -> dict:
+    """tests/dask_run.py in its own process; its JSON line."""
+    listing = out.parent / "inputs.json"
+    listing.write_text(json.dumps([str(p) for p in inputs]))
+    done = subprocess.run([sys.executable, "-m", "tests.dask_run", address, str(out),
+                           str(listing), *([str(kill)] if kill else [])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture()
@@ -73,11 +88,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
                                      "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
                                      "--local-directory", str(tmp_path / f"w{i}")],
                                     stdout=log, stderr=log) for i in range(2)]
-        from distributed import Client
-
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address, workers
+        yield address, workers  # dask_run.py waits for both
     finally:
         for process in [*workers, scheduler]:
             if process.poll() is None:
@@ -100,9 +111,9 @@ def test_two_workers_write_the_one_machine_tree(cluster, inputs, reference,
                                                 tmp_path: Path) -> None:
     address, _ = cluster
     out = tmp_path / "out"
-    summary = Converter(ConvertOptions(output=out), scheduler=address).run(inputs)
-    assert summary.error is None
-    assert _outcomes(summary) == reference[1]
+    run = _run_on(address, out, inputs)
+    assert run["error"] is None
+    assert run["outcomes"] == reference[1]
     assert _tree(out) == reference[0]
 
 
@@ -110,27 +121,11 @@ def test_a_worker_killed_mid_run_still_gives_the_same_tree(cluster, inputs, refe
                                                            tmp_path: Path) -> None:
     address, workers = cluster
     out = tmp_path / "out"
-    seen: list[str] = []
-    killed: list[tuple[str, ...]] = []
-    from distributed import Client
-
-    watcher = Client(address, timeout=60)
-    victim = next(a for a, pid in watcher.run(os.getpid).items() if pid == workers[0].pid)
-
-    def on_result(result) -> None:
-        seen.append(result.path)
-        if not killed:  # kill it while it holds a batch: Dask must run that one again
-            holding = tuple(watcher.processing(workers=[victim]).get(victim, ()))
-            if holding:
-                os.kill(workers[0].pid, signal.SIGKILL)
-                killed.append(holding)
-
-    summary = Converter(ConvertOptions(output=out), scheduler=address,
-                        on_result=on_result).run(inputs)
-    watcher.close()
-    assert killed and workers[0].wait(10) == -signal.SIGKILL
-    assert len(seen) == len(inputs)
-    assert _outcomes(summary) == reference[1]
+    run = _run_on(address, out, inputs, kill=workers[0].pid)
+    assert run["killed"], "the worker was never seen holding a batch"
+    assert workers[0].wait(10) == -signal.SIGKILL
+    assert run["error"] is None
+    assert run["outcomes"] == reference[1]
     assert _tree(out) == reference[0]
 
 

@@ -4,7 +4,8 @@ A store holds named byte strings (files of a folder, objects of a bucket) with t
 headers a static server should send for them. It knows nothing of DICOM: names come
 from the URL table (`tree.urls`), bytes from the encoders. Implementations: the local
 folder (`LocalStore`, temp file + `os.replace`, folder rename, `flock`) and memory
-(`MemoryStore`, for tests and as the model an object store follows).
+(`MemoryStore`, for tests and as the model an object store follows), and object stores
+through fsspec (`ObjectStore`: S3, keys equal to URLs, headers set at upload).
 """
 
 from __future__ import annotations

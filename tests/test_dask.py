@@ -137,3 +137,18 @@ def test_cli_scheduler_local(tmp_path: Path) -> None:
                                *extra], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "pool")
+
+
+def test_unpack_refuses_names_leaving_the_staged_folder(tmp_path: Path) -> None:
+    """What a worker returns becomes files in the parent: only names inside the folder."""
+    from dcmweb_static.run.dask_pool import unpack
+    from dcmweb_static.store import StagingArea
+
+    area = StagingArea.at(tmp_path / "staging")
+    staged = unpack([("metadata", b"[]"), ("frames/1", b"f")], area, "1.2")
+    assert sorted(staged.files()) == ["frames/1", "metadata"]
+    for name in ("../escape", "/abs", "frames//1", "a/./b"):
+        with pytest.raises(ValueError, match="staged name"):
+            unpack([("metadata", b"[]"), (name, b"x")], area, "1.2")
+    assert not (tmp_path / "escape").exists()
+    assert len(list((tmp_path / "staging").iterdir())) == 1  # the refused ones are removed

@@ -364,7 +364,11 @@ class Converter:
                         continue
                     for (index, _), (result, packed) in zip(items, pairs, strict=True):
                         if packed is not None:
-                            result.staging = unpack(packed, staging, result.sop_uid or "x").path
+                            try:
+                                result.staging = unpack(packed, staging,
+                                                        result.sop_uid or "instance").path
+                            except ValueError as exc:  # a worker of another version
+                                result.status, result.reason = "failed", str(exc)
                         self._finish(index, result, summary)
 
     def _run_isolated(self, index: int, path: str, staging: StagingArea,

@@ -122,10 +122,15 @@ class ObjectStore:
 
     # -- resources ---------------------------------------------------------------------
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
+        self._put(name, data, headers, maybe_stored=True)
+
+    def _put(self, name: str, data: bytes, headers: Headers, maybe_stored: bool) -> None:
+        """`put`; with `maybe_stored` False (a fresh listing has no such key) no HEAD asks
+        for the stored hash first: a new instance costs one request per object."""
         data = bytes(data)
         digest = content_hash(data, headers, self.cache_control)
         path = self.path(name)
-        if self._stored_hash(path, data) == digest:
+        if maybe_stored and self._stored_hash(path, data) == digest:
             self.counts.unchanged += 1
             return
         self._upload(path, data, headers, digest)
@@ -244,11 +249,14 @@ class ObjectStore:
             plan = [StagedObject(name, f"{folder}/{name}", NO_HEADERS)
                     for name in staged.files()]
         prefix = folder + "/"
+        stored = set(self._keys_below(folder))  # one LIST instead of a HEAD per new key
         for item in plan:
-            self.put(item.key, staged.read(item.staged_name), item.headers)
+            inside = item.key.startswith(prefix)
+            self._put(item.key, staged.read(item.staged_name), item.headers,
+                      maybe_stored=not inside or item.key[len(prefix):] in stored)
         kept = {item.key[len(prefix):] for item in plan if item.key.startswith(prefix)}
         restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
-        for old in self._keys_below(folder):
+        for old in sorted(stored):
             first = old.split("/", 1)[0]
             if old not in kept and (not first.startswith("_") or first in restaged):
                 self.delete(prefix + old)

@@ -89,3 +89,70 @@ def test_local_store_refuses_links_below_the_root(tmp_path: Path) -> None:
     with store.session(), pytest.raises(OSError, match="symbolic link"):
         store.put("studies/1/index.json", b"x")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_object_layout_commit_uploads_metadata_last_and_drops_stale_keys(tmp_path: Path) -> None:
+    """The object layout: staged folder names become URL keys with their headers, the
+    metadata is stored after every frame, and the earlier conversion's other keys go
+    (its plugin result folders stay)."""
+    from dcmweb_static.encode.multipart import BOUNDARY, content_type, part_header
+    from dcmweb_static.run.commit import commit_instance
+
+    store = MemoryStore(layout="object")
+    folder = "studies/1.2/series/1.3/instances/1.4"
+    with store.session() as staging:
+        first = staging.new_instance("1.4")
+        header = part_header(content_type("image/jls", "1.2.840.10008.1.2.4.80"))
+        for n in (1, 2, 3):
+            first.put(f"frames/{n}", header + b"frame")
+        first.put("metadata.gz", b"gz")
+        first.put("info", b"{}")
+        first.put("_vendor_x/result.json", b"{}")
+        commit_instance(store, first, "1.2", "1.3", "1.4")
+        keys = [k for k in store.objects if k.startswith(folder + "/")]
+        assert keys[-1] == f"{folder}/metadata" and keys[-2] == f"{folder}/info"
+        meta = store.objects[f"{folder}/metadata"].headers
+        assert (meta.content_type, meta.content_encoding) == ("application/dicom+json", "gzip")
+        assert store.objects[f"{folder}/frames/2"].headers.content_type == (
+            'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80; '
+            f"boundary={BOUNDARY}")
+        second = staging.new_instance("1.4")
+        second.put("frames/1", store.objects[f"{folder}/frames/1"].data)
+        second.put("metadata.gz", b"gz2")
+        written = store.counts.written
+        commit_instance(store, second, "1.2", "1.3", "1.4")
+    assert sorted(k for k in store.objects if k.startswith(folder)) == [
+        f"{folder}/_vendor_x/result.json", f"{folder}/frames/1", f"{folder}/metadata"]
+    assert store.counts.written == written + 1  # frame 1 is unchanged
+    assert store.counts.removed == 3  # frames 2 and 3, info
+
+
+def test_local_rerun_keeps_unchanged_files(tmp_path: Path) -> None:
+    """Incremental publishing in a folder: an equal file is not replaced (its inode and
+    mtime stay), a changed one is, and the counts say so."""
+    store = LocalStore(tmp_path / "tree")
+    folder = "studies/1/series/2/instances/3"
+    with store.session() as staging:
+        store.put("studies/index.json", b"[1]")
+        first = staging.new_instance("3")
+        first.put("metadata", b"one")
+        first.put("frames/1", b"f1")
+        first.put("frames/2", b"f2")
+        store.commit_instance(first, folder)
+    kept = (store.root / folder / "frames/1").stat()
+    old_meta = (store.root / folder / "metadata").stat()
+    listing = (store.root / "studies/index.json").stat()
+    store.counts.__init__()
+    with store.session() as staging:
+        store.put("studies/index.json", b"[1]")
+        second = staging.new_instance("3")
+        second.put("metadata", b"two")
+        second.put("frames/1", b"f1")
+        store.commit_instance(second, folder)
+    again = (store.root / folder / "frames/1").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    assert (store.root / "studies/index.json").stat().st_mtime_ns == listing.st_mtime_ns
+    assert (store.root / folder / "metadata").stat().st_ino != old_meta.st_ino
+    assert store.get(f"{folder}/metadata") == b"two"
+    assert not (store.root / folder / "frames/2").exists()
+    assert store.counts.as_dict() == {"written": 1, "unchanged": 2, "removed": 1}

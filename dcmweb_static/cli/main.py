@@ -34,7 +34,7 @@ from ..run.report import ExitCode, write_report
 from ..run.result import InstanceResult
 from ..run.stopping import Interrupted
 from ..serve.nginx import nginx_server_block
-from ..store import LocalStore
+from ..store import LocalStore, Store, is_url, open_store
 from ..store import describe_os_error as describe
 
 _plugins: PluginManager | None = None
@@ -122,6 +122,34 @@ def _progress_bar(total: int, quiet: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def _open_output(target: str, option_values: tuple[str, ...], cache_control: str | None
+                 ) -> Store:
+    """The store -d names: a URL is never made a local folder (`s3:`); its options and
+    prefix are checked here, so a bad one is a usage error before any file is read."""
+    if not is_url(target):
+        if cache_control:
+            raise click.UsageError("--cache-control needs an object store URL as -d "
+                                   "(s3://bucket/prefix)")
+        return LocalStore(target)
+    try:
+        return open_store(target, _storage_options(option_values), cache_control)
+    except ImportError as exc:
+        raise click.UsageError(f"{target}: {exc.name or exc} is not installed "
+                               "(pip install 'dcmweb-static[s3]')") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="-d") from None
+
+
+def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
+    """--storage-option pairs (for an object store output and object store inputs)."""
+    from ..store.opening import parse_storage_options
+
+    try:
+        return parse_storage_options(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--storage-option") from None
 
 
 def _ensure_output(output: Path) -> None:
@@ -256,12 +284,33 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
         sys.exit(ExitCode.FILES_FAILED)
 
 
+class _InputType(click.ParamType):
+    """An existing file or folder, or an object store URL (`s3://bucket/prefix/`, kept as
+    text: a Path would fold its `//`)."""
+
+    name = "path"
+    _path = click.Path(exists=True, path_type=Path)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Path | str:
+        if isinstance(value, str) and is_url(value):
+            return value
+        return self._path.convert(value, param, ctx)
+
+
 @main.command()
-@click.argument("inputs", nargs=-1, required=True,
-                type=click.Path(exists=True, path_type=Path))
-@click.option("-d", "--dicomweb-dir", "output", default="/dicomweb", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: the DICOMweb base URL.")
+@click.argument("inputs", nargs=-1, required=True, type=_InputType())
+@click.option("-d", "--dicomweb-dir", "output_target", default="/dicomweb", show_default=True,
+              metavar="DIR|URL",
+              help="Output folder, or object store URL (s3://bucket/prefix): the DICOMweb "
+                   "base URL.")
+@click.option("--storage-option", "storage_option_values", multiple=True, metavar="KEY=VALUE",
+              help="An fsspec option of the object store (e.g. endpoint_url=..., anon=true); "
+                   "repeatable. Credentials come from the standard AWS configuration.")
+@click.option("--cache-control", default=None, metavar="VALUE",
+              help="Cache-Control header of every object written into an object store.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT|local",
+              help="Convert on a Dask cluster (pip install 'dcmweb-static[dask]'); `local` "
+                   "starts a LocalCluster of -j workers.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: all cores].")
 @click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
@@ -298,22 +347,40 @@ def part10(output: Path, dest: Path, study: str | None, series: str | None,
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-v", "--verbose", is_flag=True, help="List every converted file and problem.")
-def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: bool,
+def convert(inputs: tuple[Path | str, ...], output_target: str,
+            storage_option_values: tuple[str, ...],
+            cache_control: str | None, scheduler: str | None, jobs: int | None,
+            use_gzip: bool,
             private_bulk_size: int, public_bulk_size: int, base_url: str | None,
             deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
             plugin_option_values: tuple[str, ...], max_inflated_size: int, part10: bool,
             rendered: bool, thumbnails: bool, rendered_format: str, report_path: Path | None,
             quiet: bool, verbose: bool) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
+    store = _open_output(output_target, storage_option_values, cache_control)
+    storage_options = _storage_options(storage_option_values)
+    url = getattr(store, "url", None)
+    # a transform's prepare() looks into a local tree only: an object store's tree is not
+    # checked there (see docs/deployment.md)
+    output = Path(output_target)
     plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
+    if url is None:
+        try:
+            notes = output_overlap([i for i in inputs if isinstance(i, Path)], output)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        for note in notes if not quiet else []:
+            click.echo(note, err=True)
+        _ensure_output(output)
     try:
-        notes = output_overlap(inputs, output)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    for note in notes if not quiet else []:
-        click.echo(note, err=True)
-    _ensure_output(output)
-    files = InputSpool(iter_input_files(inputs, exclude=output))
+        files = InputSpool(iter_input_files(inputs, exclude=None if url else output,
+                                            storage_options=storage_options))
+    except ImportError as exc:
+        raise click.UsageError(f"{exc.name or exc} is not installed, needed for object "
+                               "store inputs (pip install 'dcmweb-static[s3]')") from None
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(describe(exc) if isinstance(exc, OSError) else str(exc),
+                                 param_hint="INPUTS") from None
     options = ConvertOptions(
         output=output,
         gzip=use_gzip,
@@ -328,6 +395,7 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
         rendered=rendered,
         thumbnails=thumbnails,
         rendered_format=rendered_format,
+        storage_options=storage_options,
     )
     progress = _progress_bar(len(files), quiet)
 
@@ -339,10 +407,13 @@ def convert(inputs: tuple[Path, ...], output: Path, jobs: int | None, use_gzip: 
                            file=sys.stderr)
 
     converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
-                          plugin_manager=plugin_manager())
+                          plugin_manager=plugin_manager(), store=store, scheduler=scheduler)
     summary = None
     try:
         summary = converter.run(files)
+    except ImportError as exc:
+        progress.close()
+        raise click.UsageError(str(exc)) from None
     except Interrupted as stopped:  # SIGINT, SIGTERM, SIGHUP: the report still says so
         summary = stopped.summary
         progress.close()

@@ -32,6 +32,10 @@ def print_summary(summary: RunSummary, console: Console, *, verbose: bool = Fals
         f"{converted / seconds:.1f}",
     )
     console.print(table)
+    if summary.objects:
+        o = summary.objects
+        console.print(f"objects: {o['written']} written, {o['unchanged']} unchanged, "
+                      f"{o['removed']} removed", highlight=False)
     for line in summary.plugin_failures.lines():
         console.print(f"[red]plugin failure[/red] {escape(line)}", markup=True, highlight=False,
                       soft_wrap=True)

@@ -44,9 +44,35 @@ def part_header(part_content_type: str) -> bytes:
 PART_FOOTER = b"\r\n" + _DELIMITER + b"--\r\n"
 
 
-def response_content_type(media_type: str) -> str:
-    """The HTTP Content-Type a server sends for a file written here."""
-    return f'multipart/related; type="{media_type}"; boundary={BOUNDARY}'
+def response_content_type(media_type: str, transfer_syntax_uid: str | None = None) -> str:
+    """The HTTP Content-Type a server sends for a file written here (with the transfer
+    syntax parameter of PS3.18 8.7.3.5 when it is known)."""
+    syntax = f"; transfer-syntax={transfer_syntax_uid}" if transfer_syntax_uid else ""
+    return f'multipart/related; type="{media_type}"{syntax}; boundary={BOUNDARY}'
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def part_media_type(head: bytes) -> tuple[str, str | None] | None:
+    """The media type and transfer syntax UID named in the part header at the start of a
+    file written here (`head`: its first bytes); None if it names no valid media type.
+    Both are checked: they become an HTTP header of the stored object."""
+    for line in head.split(b"\r\n", 8)[:8]:
+        if not line.lower().startswith(b"content-type:"):
+            continue
+        fields = line.split(b":", 1)[1].decode("ascii", "replace").split(";")
+        media = fields[0].strip().lower()
+        if not _MEDIA_TYPE.fullmatch(media):
+            return None
+        syntax = None
+        for parameter in fields[1:]:
+            key, _, value = parameter.strip().partition("=")
+            if key.lower() == "transfer-syntax" and _UID.fullmatch(value):
+                syntax = value
+        return media, syntax
+    return None
 
 
 class BoundaryChecker:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import resource
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,15 +24,15 @@ import pluggy
 from ..index.aggregate import aggregate
 from ..pathnames import display_path
 from ..plugins.manager import get_plugin_manager, run_hook
-from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error
+from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error, is_url
 from .commit import commit_instance
 from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter
 from .options import ConvertOptions
 from .report import RunSummary
-from .result import InstanceResult
+from .result import InstanceResult, peak_rss_kib
 from .sop_registry import Committed, SopRegistry
-from .source import Source
+from .source import Source, source_for
 from .stopping import Interrupted, StopRequest, stop_on_signals
 
 #: how often (seconds) the parent looks for a stop request while it waits for workers
@@ -56,7 +55,8 @@ def convert_source(converter: InstanceConverter, source: Source,
 
 def _convert_in_worker(path: str) -> InstanceResult:
     assert _Worker.converter is not None and _Worker.staging is not None
-    return convert_source(_Worker.converter, Source.from_path(path), _Worker.staging)
+    source = source_for(path, _Worker.converter.options.storage_options)
+    return convert_source(_Worker.converter, source, _Worker.staging)
 
 
 def _convert_chunk(paths: list[str]) -> list[InstanceResult]:
@@ -111,19 +111,6 @@ def task_size(remaining: int, jobs: int) -> int:
     return max(1, min(16, remaining // (jobs * 8)))
 
 
-def peak_rss_kib() -> int:
-    """This process's peak resident set size. VmHWM, unlike getrusage's ru_maxrss, is
-    not inherited from the process that started this one."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status = "duplicate"
@@ -144,8 +131,11 @@ class Converter:
     def __init__(self, options: ConvertOptions, jobs: int | None = None,
                  on_result: Callable[[InstanceResult], None] | None = None,
                  keep_results: bool = True, *, store: Store | None = None,
-                 plugin_manager: pluggy.PluginManager | None = None) -> None:
+                 plugin_manager: pluggy.PluginManager | None = None,
+                 scheduler: str | None = None) -> None:
         self.options = options
+        #: a Dask scheduler address (`tcp://host:8786`) or `local`; None: a process pool
+        self.scheduler = scheduler
         #: where the tree is written (default: the folder `options.output`)
         self.store: Store = store if store is not None else LocalStore(options.output)
         #: the plugins of this run (default: the installed ones)
@@ -172,9 +162,13 @@ class Converter:
         tree), and `Interrupted` is raised with the summary so far as `.summary`."""
         started = time.perf_counter()
         root = self.options.output
-        summary = RunSummary(output=root, keep_results=self.keep_results)
+        url = getattr(self.store, "url", None)  # an object store: nothing local to exclude
+        summary = RunSummary(output=url or root, keep_results=self.keep_results)
         spool = files if isinstance(files, InputSpool) else InputSpool(
-            iter_input_files((Path(os.fspath(f)) for f in files), exclude=root))
+            iter_input_files((f if is_url(f) else Path(os.fspath(f)) for f in files),
+                             exclude=None if url else root,
+                             storage_options=self.options.storage_options))
+        before = self.store.counts.as_dict()
         self._waiting, self._released = {}, 0
         stage = "cannot use the output folder"
         try:
@@ -208,6 +202,8 @@ class Converter:
             if self._sops is not None:
                 self._sops.close()
             self._sops, self._kept, self._waiting = None, {}, {}
+            summary.objects = {key: count - before[key]
+                               for key, count in self.store.counts.as_dict().items()}
             summary.seconds = time.perf_counter() - started
             summary.peak_rss_kib = {
                 "parent": peak_rss_kib(),
@@ -291,6 +287,9 @@ class Converter:
             self._kept[index] = result
 
     def _run_pool(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
+        if self.scheduler is not None:
+            self._run_dask(paths, staging, summary)
+            return
         # several files per task (less inter-process traffic per file), fewer as the
         # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
@@ -327,6 +326,50 @@ class Converter:
                     crashed.extend(items)
             for index, path in sorted(crashed):
                 self._run_isolated(index, path, staging, summary)
+
+    def _run_dask(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
+        """Batches of files on a Dask cluster (`run.dask_pool`): Dask reruns a batch whose
+        worker died; a batch that kills its workers every time fails its files."""
+        from .dask_pool import convert_batch, dask_executor, unpack
+
+        assert self.scheduler is not None
+        inputs = enumerate(paths)
+        more, submitted = True, 0
+        with dask_executor(self.scheduler, self.jobs) as (pool, threads):
+            window = threads * 4
+            running: dict[Future, list[tuple[int, str]]] = {}
+            while more or running:
+                while more and len(running) < window:
+                    chunk = task_size(len(paths) - submitted, threads)
+                    items = list(itertools.islice(inputs, chunk))
+                    submitted += len(items)
+                    more = len(items) == chunk
+                    if items:
+                        future = pool.submit(convert_batch, self.options,
+                                             [p for _, p in items])
+                        running[future] = items
+                if not running:
+                    break
+                done, _ = wait(running, STOP_POLL_SECONDS, FIRST_COMPLETED)
+                self._stop.check()
+                for future in done:
+                    items = running.pop(future)
+                    try:
+                        pairs = future.result()
+                    except Exception as exc:  # KilledWorker, a lost scheduler
+                        reason = f"the Dask workers failed on its batch: {exc}".splitlines()[0]
+                        for index, path in items:
+                            self._finish(index, InstanceResult(path=path, status="failed",
+                                                               reason=reason), summary)
+                        continue
+                    for (index, _), (result, packed) in zip(items, pairs, strict=True):
+                        if packed is not None:
+                            try:
+                                result.staging = unpack(packed, staging,
+                                                        result.sop_uid or "instance").path
+                            except ValueError as exc:  # a worker of another version
+                                result.status, result.reason = "failed", str(exc)
+                        self._finish(index, result, summary)
 
     def _run_isolated(self, index: int, path: str, staging: StagingArea,
                       summary: RunSummary) -> None:

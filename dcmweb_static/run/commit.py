@@ -8,6 +8,7 @@ import os
 
 from ..store import StagedInstance, Store
 from ..tree import names, urls
+from ..tree.publish import object_plan
 
 
 def commit_instance(store: Store, staged: StagedInstance, study: str, series: str,
@@ -25,4 +26,6 @@ def commit_instance(store: Store, staged: StagedInstance, study: str, series: st
         staged.remove_folder(names.STAGED_DEDUP)
     elif store.exists(record):
         store.delete(record)
-    store.commit_instance(staged, urls.instance_path(study, series, sop))
+    folder = urls.instance_path(study, series, sop)
+    plan = object_plan(staged, folder) if store.layout == "object" else None
+    store.commit_instance(staged, folder, plan)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import NotRegularFile
+from ..store.opening import check_url, is_url
 
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
           (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
@@ -40,11 +42,18 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Iterator[Path]:
+def iter_input_files(inputs: Iterable[Path | str], exclude: Path | None = None,
+                     storage_options: Mapping[str, Any] | None = None
+                     ) -> Iterator[Path | str]:
     """Files as given, folders walked recursively in sorted order; the output folder is
-    never read as input (converting `.` into `./out` must not loop)."""
+    never read as input (converting `.` into `./out` must not loop). An object store URL
+    (`s3://bucket/prefix/`) stands for every object below it, in sorted key order."""
     excluded = exclude.resolve() if exclude is not None else None
     for item in inputs:
+        if isinstance(item, str) and is_url(item):
+            yield from iter_object_inputs(item, storage_options)
+            continue
+        item = Path(item)
         if item.is_dir():
             for folder, dirs, files in os.walk(item):
                 here = Path(folder)
@@ -56,6 +65,19 @@ def iter_input_files(inputs: Iterable[Path], exclude: Path | None = None) -> Ite
                     yield here / name
         else:
             yield item
+
+
+def iter_object_inputs(url: str, options: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """The URLs of the objects at or below `url` (one object, or a prefix), sorted.
+    FileNotFoundError when there are none."""
+    import fsspec  # optional extra
+
+    fs, root = fsspec.core.url_to_fs(check_url(url), **dict(options or {}))
+    found = sorted(fs.find(root, withdirs=False))
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, "no object at or below this URL", url)
+    for key in found:
+        yield fs.unstrip_protocol(key)
 
 
 def output_overlap(inputs: Iterable[Path], output: Path) -> list[str]:

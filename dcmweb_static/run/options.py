@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..encode.dicom_json import BulkThresholds
 from ..encode.gzip_stream import GZIP_LEVEL
@@ -31,6 +32,8 @@ class ConvertOptions:
     plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: a deflated data set inflating to more bytes fails (``--max-inflated-size``)
     max_inflated_size: int = MAX_INFLATED_SIZE
+    #: fsspec options for inputs given as object store URLs (``--storage-option``)
+    storage_options: dict[str, Any] = field(default_factory=dict)
     #: also write each instance's P10 as a ready multipart file (``--part10``), which a
     #: static server sends for the instance URL (WADO-RS retrieval)
     part10: bool = False

@@ -41,7 +41,8 @@ class RunSummary:
     file, so the parent's memory does not grow with the number of inputs; `results` keeps
     the InstanceResult objects too when asked (library use, tests)."""
 
-    output: Path
+    #: the output folder, or the object store URL
+    output: Path | str
     keep_results: bool = True
     results: list[InstanceResult] = field(default_factory=list)
     #: the first MAX_KEPT_PROBLEMS results that were not converted, for the end summary
@@ -50,6 +51,9 @@ class RunSummary:
     bytes_in: int = 0
     touched_studies: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    #: objects (files) of the tree written, unchanged (same bytes already there: not
+    #: rewritten) and removed by this run
+    objects: dict[str, int] = field(default_factory=dict)
     #: parent-side seconds (commit, aggregate) and peak RSS (KiB) of parent and workers
     timings: dict[str, float] = field(default_factory=dict)
     #: seconds per worker stage (scan, parse, encode, frames, gzip, write), summed
@@ -122,6 +126,7 @@ class RunSummary:
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "counts": dict(self.counts),
+            "objects": dict(self.objects),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
             "worker_timings_ms": {k: round(v * 1e3, 3) for k, v in self.worker_timings.items()},
             "peak_rss_kib": self.peak_rss_kib,

@@ -3,6 +3,7 @@ what the report records."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,3 +45,16 @@ class InstanceResult:
             "warnings": [display_path(w) for w in self.warnings] or None,
         }
         return {k: v for k, v in record.items() if v is not None}
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size. VmHWM, unlike getrusage's ru_maxrss, is
+    not inherited from the process that started this one."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

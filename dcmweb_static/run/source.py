@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from ..store.opening import is_url
 from .inputs import open_regular
 
 
@@ -21,6 +23,9 @@ class Source:
     path: str | None = None
     data: bytes | None = None
     stream: BinaryIO | None = None
+    #: an object store URL (`s3://bucket/key`), read in ranges through fsspec
+    url: str | None = None
+    storage_options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Source:
@@ -30,6 +35,12 @@ class Source:
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> Source:
         return cls(name, data=bytes(data))
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> Source:
+        """An object in an object store: opened in the worker and read in ranges as the
+        parser seeks (never downloaded whole first); pickles as its URL."""
+        return cls(url, url=url, storage_options=tuple(sorted((options or {}).items())))
 
     @classmethod
     def from_stream(cls, stream: BinaryIO, name: str) -> Source:
@@ -45,9 +56,18 @@ class Source:
             return open_regular(self.path)
         if self.data is not None:
             return io.BytesIO(self.data)
+        if self.url is not None:
+            import fsspec  # optional extra
+
+            return fsspec.open(self.url, "rb", **dict(self.storage_options)).open()
         assert self.stream is not None
         self.stream.seek(0)
         return _Unclosed(self.stream)
+
+
+def source_for(path: str, storage_options: Mapping[str, Any] | None = None) -> Source:
+    """The source of one input as the spool holds it: an object store URL or a path."""
+    return Source.from_url(path, storage_options) if is_url(path) else Source.from_path(path)
 
 
 class _Unclosed(io.BufferedIOBase):

@@ -4,11 +4,13 @@ A store holds named byte strings (files of a folder, objects of a bucket) with t
 headers a static server should send for them. It knows nothing of DICOM: names come
 from the URL table (`tree.urls`), bytes from the encoders. Implementations: the local
 folder (`LocalStore`, temp file + `os.replace`, folder rename, `flock`) and memory
-(`MemoryStore`, for tests and as the model an object store follows).
+(`MemoryStore`, for tests and as the model an object store follows), and object stores
+through fsspec (`ObjectStore`: S3, keys equal to URLs, headers set at upload).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -30,6 +32,30 @@ class Headers:
 NO_HEADERS = Headers()
 
 
+@dataclass
+class WriteCounts:
+    """What a run did to the stored objects: a re-run of the same inputs writes nothing
+    (`unchanged` counts the puts skipped because the same bytes and headers were there)."""
+
+    written: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"written": self.written, "unchanged": self.unchanged, "removed": self.removed}
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    """One staged file of an instance as an object store publishes it: the staged name
+    (relative to the instance folder), its key (relative to the tree) and headers. The
+    URL table (`tree.publish.object_plan`) makes these; the store knows nothing of DICOM."""
+
+    staged_name: str
+    key: str
+    headers: Headers
+
+
 class Writer(Protocol):
     """A resource written piece by piece; it appears whole when the writer closes without
     an error, and not at all otherwise."""
@@ -42,6 +68,8 @@ class Store(Protocol):
 
     #: how names are formed from URLs (see `tree.urls`): folders, or keys equal to URLs
     layout: Layout
+    #: objects written, left unchanged (same bytes already stored) and removed so far
+    counts: WriteCounts
 
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
         """Store `data` under `name` atomically: readers see the old bytes or the new."""
@@ -79,7 +107,10 @@ class Store(Protocol):
         a local folder, its temp files), removed at the end; a killed run's is removed by
         a later run. Writes happen inside a session."""
 
-    def commit_instance(self, staged: StagedInstance, folder: str) -> None:
+    def commit_instance(self, staged: StagedInstance, folder: str,
+                        plan: Sequence[StagedObject] | None = None) -> None:
         """Publish a staged instance under `folder`, replacing an earlier one whole (no
         stale file of it survives); result folders (`_vendor_name/`) of the earlier one
-        survive unless staged again. The staged folder is used up."""
+        survive unless staged again. The staged folder is used up. An object store
+        uploads the files in `plan`'s order, under its keys and with its headers (the
+        folder layout stores the staged names as they are and ignores it)."""

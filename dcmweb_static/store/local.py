@@ -21,13 +21,13 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import TreeLinkError
-from .base import NO_HEADERS, Headers, Layout
+from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
 from .staging import StagedInstance, StagingArea
 
 SCRATCH_DIR = ".tmp"
@@ -54,10 +54,12 @@ def describe_os_error(exc: OSError) -> str:
 
 
 class _FileWriter:
-    """A temp file in the scratch folder, renamed over `path` on success, removed on error."""
+    """A temp file in the scratch folder, renamed over `path` on success, removed on error.
+    With `counts`, a file equal to the one at `path` is dropped instead: the stored file
+    keeps its mtime (incremental publishing)."""
 
-    def __init__(self, tmp: str, path: str) -> None:
-        self.tmp, self.path = tmp, path
+    def __init__(self, tmp: str, path: str, counts: WriteCounts | None = None) -> None:
+        self.tmp, self.path, self.counts = tmp, path, counts
         self.out = _create(tmp)
 
     def write(self, chunk: bytes) -> None:
@@ -70,7 +72,13 @@ class _FileWriter:
         try:
             self.out.close()  # flushes: may fail (ENOSPC)
             if kind is None:
+                if self.counts is not None and _same_file(self.path, self.tmp):
+                    os.unlink(self.tmp)
+                    self.counts.unchanged += 1
+                    return
                 os.replace(self.tmp, self.path)
+                if self.counts is not None:
+                    self.counts.written += 1
         except BaseException:
             with contextlib.suppress(OSError):
                 self.out.close()
@@ -102,6 +110,7 @@ class LocalStore:
         self._scratch: str | None = None  # the open session's folder
         self._depth = 0
         self._counter = itertools.count()
+        self.counts = WriteCounts()
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -213,13 +222,14 @@ class LocalStore:
     def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
         target = self._target(name)  # a link on the way is refused, even if nothing is written
         if os.path.lexists(target):
+            self.counts.unchanged += 1
             return False
         self.put(name, data, headers)
         return True
 
     def writer(self, name: str, headers: Headers = NO_HEADERS) -> _FileWriter:
         target = self._target(name)
-        return _FileWriter(self._temp(name), target)
+        return _FileWriter(self._temp(name), target, self.counts)
 
     def get(self, name: str) -> bytes | None:
         try:
@@ -245,6 +255,7 @@ class LocalStore:
             self.folders(folder)  # never through a link
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+                self.counts.removed += 1
 
     def delete_folder(self, name: str) -> None:
         """Remove folder `name` and everything in it."""
@@ -254,6 +265,7 @@ class LocalStore:
             if os.path.islink(path):
                 os.unlink(path)
             else:
+                self.counts.removed += sum(len(files) for _, _, files in os.walk(path))
                 shutil.rmtree(path)
 
     @contextmanager
@@ -280,7 +292,8 @@ class LocalStore:
             os.close(fd)  # releases the lock
 
     # -- instances ---------------------------------------------------------------------
-    def commit_instance(self, staged: StagedInstance, folder: str) -> None:
+    def commit_instance(self, staged: StagedInstance, folder: str,
+                        plan: Sequence[StagedObject] | None = None) -> None:
         """Rename the staged folder to the instance folder. An earlier folder is first
         renamed aside and removed after, so no stale frame or bulk file of it survives and
         a reader never sees a half-written folder.
@@ -292,20 +305,66 @@ class LocalStore:
         self.folders(folder.rpartition("/")[0])
         if os.path.islink(final):
             _refuse_link(final)
-        try:
-            os.rename(staged.path, final)  # the common case: a new instance in a known series
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
+        if not os.path.lexists(final):
+            try:
+                os.rename(staged.path, final)  # the common case: a new instance
+                self.counts.written += sum(len(files) for _, _, files in os.walk(final))
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
         old: str | None = None
         if os.path.exists(final):
+            self._keep_unchanged(staged, final)
             old = staged.path + ".replaced"
             os.rename(final, old)
         os.rename(staged.path, final)
         if old is not None:
             _keep_result_folders(old, final)
+            self.counts.removed += _count_gone(old, final)
             shutil.rmtree(old, ignore_errors=True)
+
+    def _keep_unchanged(self, staged: StagedInstance, final: str) -> None:
+        """Before an instance folder is replaced: each staged file equal to the stored one
+        becomes a hard link of the stored one, so after the swap it keeps its mtime (and
+        inode): a sync to a bucket or a CDN sees nothing new. Counted as unchanged; the
+        stored files the new conversion does not have are counted removed by the caller."""
+        for name in staged.files():
+            staged_path = os.path.join(staged.path, name)
+            stored = os.path.join(final, name)
+            if _same_file(stored, staged_path):
+                link = staged_path + ".same"
+                os.link(stored, link, follow_symlinks=False)
+                os.replace(link, staged_path)
+                self.counts.unchanged += 1
+            else:
+                self.counts.written += 1
+
+
+def _count_gone(old: str, new: str) -> int:
+    """The files of the replaced folder `old` that folder `new` has no file for."""
+    gone = 0
+    for folder, _, files in os.walk(old):
+        relative = os.path.relpath(folder, old)
+        gone += sum(not os.path.lexists(os.path.join(new, relative, name)) for name in files)
+    return gone
+
+
+def _same_file(stored: str, new: str) -> bool:
+    """Whether `stored` is a regular file (not a link) holding the bytes of `new`."""
+    try:
+        info = os.lstat(stored)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != os.stat(new).st_size:
+        return False
+    with open(stored, "rb") as one, open(new, "rb") as two:
+        while True:
+            a, b = one.read(1 << 20), two.read(1 << 20)
+            if a != b:
+                return False
+            if not a:
+                return True
 
 
 def _keep_result_folders(old: str, new: str) -> None:

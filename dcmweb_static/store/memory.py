@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .base import NO_HEADERS, Headers, Layout
+from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
 from .staging import StagedInstance, StagingArea
 
 
@@ -43,15 +43,22 @@ class MemoryStore:
 
     layout: Layout = "folder"
     objects: dict[str, StoredObject] = field(default_factory=dict)
+    counts: WriteCounts = field(default_factory=WriteCounts)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
+        stored = StoredObject(bytes(data), headers)
         with self._lock:
-            self.objects[name] = StoredObject(bytes(data), headers)
+            if self.objects.get(name) == stored:
+                self.counts.unchanged += 1
+                return
+            self.objects[name] = stored
+            self.counts.written += 1
 
     def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
         with self._lock:
             if name in self.objects:
+                self.counts.unchanged += 1
                 return False
             self.put(name, data, headers)
             return True
@@ -73,7 +80,8 @@ class MemoryStore:
 
     def delete(self, name: str) -> None:
         with self._lock:
-            self.objects.pop(name, None)
+            if self.objects.pop(name, None) is not None:
+                self.counts.removed += 1
 
     @contextmanager
     def lock(self, wait: bool = True) -> Iterator[bool]:
@@ -101,17 +109,23 @@ class MemoryStore:
         prefix = name.rstrip("/") + "/"
         with self._lock:
             for key in [k for k in self.objects if k.startswith(prefix)]:
-                del self.objects[key]
+                self.delete(key)
 
-    def commit_instance(self, staged: StagedInstance, folder: str) -> None:
+    def commit_instance(self, staged: StagedInstance, folder: str,
+                        plan: Sequence[StagedObject] | None = None) -> None:
+        """Store the staged files (in the object layout: `plan`'s keys and headers, in its
+        order), then drop the earlier conversion's other names."""
         prefix = folder + "/"
-        names = list(staged.files())
-        restaged = {name.split("/", 1)[0] for name in names if name.startswith("_")}
+        if plan is None or self.layout == "folder":
+            plan = [StagedObject(name, prefix + name, NO_HEADERS) for name in staged.files()]
+        kept = {item.key for item in plan}
+        restaged = {item.key[len(prefix):].split("/", 1)[0] for item in plan
+                    if item.key.startswith(prefix + "_")}
         with self._lock:
-            for old in [n for n in self.objects if n.startswith(prefix)]:
+            for item in plan:
+                self.put(item.key, staged.read(item.staged_name), item.headers)
+            for old in [n for n in self.objects if n.startswith(prefix) and n not in kept]:
                 first = old[len(prefix):].split("/", 1)[0]
                 if not first.startswith("_") or first in restaged:
-                    del self.objects[old]
-            for name in names:
-                self.objects[prefix + name] = StoredObject(staged.read(name), NO_HEADERS)
+                    self.delete(old)
         staged.remove()

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..encode.gzip_stream import gzip_compressor
-from ..store import Headers, Store
-from . import urls
+from ..encode.multipart import part_media_type, response_content_type
+from ..p10.transfer_syntax import OCTET_STREAM
+from ..store import Headers, StagedInstance, StagedObject, Store
+from . import names, urls
 
 GZIP = "gzip"
 
@@ -81,3 +83,36 @@ class ResourceStream:
     def finish(self) -> None:
         if self.compressor:
             self.out.write(self.compressor.flush())
+
+
+#: upload order of an instance's staged files: payloads first, the info record, the
+#: metadata last, so a reader that finds the metadata finds everything it points to
+_ORDER = {"frame": 0, "bulkdata": 0, "rendered": 0, "dicom": 0, "qido": 1, "metadata": 3}
+
+
+def object_plan(staged: StagedInstance, folder: str) -> list[StagedObject]:
+    """How an object store publishes `staged` (a folder-layout instance) under `folder`:
+    each staged name mapped through the URL table to its object key and headers (frames
+    and bulk data: multipart/related with the part's own media type and transfer syntax),
+    names that are no DICOMweb resource (`info`, `p10-header`, plugin results) kept as
+    they are, in upload order (metadata last)."""
+    plan: list[tuple[int, StagedObject]] = []
+    for name in staged.files():
+        found = urls.match_stored(f"{folder}/{name}")
+        if found is None:
+            rank = 2 if name == names.INFO else 1
+            plan.append((rank, StagedObject(name, f"{folder}/{name}", Headers())))
+            continue
+        resource, values, packed = found
+        content_type = None
+        if resource.kind in ("frame", "bulkdata", "dicom"):  # one multipart part each
+            with open(f"{staged.path}/{name}", "rb") as handle:
+                named = part_media_type(handle.read(512))
+            media, syntax = named if named else (OCTET_STREAM, None)
+            content_type = response_content_type(media, syntax)
+        elif resource.kind == "rendered":
+            content_type = urls.RENDERED_TYPES[values["ext"]]
+        key = resource.stored_name("object", packed, **values)
+        plan.append((_ORDER[resource.kind],
+                     StagedObject(name, key, headers_for(resource, packed, content_type))))
+    return [item for _, item in sorted(plan, key=lambda pair: pair[0])]

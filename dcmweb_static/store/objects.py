@@ -1,0 +1,267 @@
+"""An object store through fsspec (S3 and S3-compatible servers, fsspec's memory store):
+what `dcmweb convert -d s3://bucket/prefix` writes into.
+
+- The object layout of `tree.urls`: each key *is* the resource's URL path below the
+  prefix (`studies`, `studies/<st>/series`, `.../frames/1`), so a static website or CDN in
+  front of the bucket answers WADO-RS/QIDO-RS with no rewrite rule.
+- Every object carries the headers a client needs (`Content-Type`, `Content-Encoding:
+  gzip` where gzipped, an optional `Cache-Control`), set at upload: S3 sends them back as
+  they were stored. Upload tools that guess them from the name break DICOMweb clients.
+- Incremental: each object's metadata keeps the SHA-256 of its bytes and headers
+  (`x-amz-meta-dcmweb-sha256`); a put whose hash is already there uploads nothing, so a
+  re-run keeps ETags and a CDN keeps its cache.
+- An instance is uploaded metadata last (the order of the plan `tree.publish` makes), so
+  a reader that sees its metadata finds its frames; the earlier instance's other keys are
+  removed after.
+- A PUT is atomic on an object store: readers see the old object or the new one.
+- There is no lock between runs on one bucket: `lock()` serialises one process's threads
+  only. Run one conversion per prefix at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
+from .staging import StagedInstance, StagingArea
+
+#: user metadata key of the content hash (S3 sends it as `x-amz-meta-dcmweb-sha256`)
+HASH_KEY = "dcmweb-sha256"
+#: protocols whose objects can carry Content-Type/Content-Encoding as we set them; fsspec's
+#: memory store holds bytes only (tests, and library users who read the bytes back)
+HEADER_PROTOCOLS = ("s3", "s3a")
+SUPPORTED = (*HEADER_PROTOCOLS, "memory")
+
+
+#: printable ASCII, no leading or trailing space: no CR/LF gets into a header
+_SAFE_HEADER_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+
+
+class UnsupportedStoreError(ValueError):
+    """An output URL this store cannot publish a servable tree into."""
+
+
+def content_hash(data: bytes, headers: Headers, cache_control: str | None) -> str:
+    """SHA-256 of the bytes and every header stored with them: a changed header (e.g. a new
+    --cache-control) is a change, so the object is uploaded again."""
+    digest = hashlib.sha256()
+    for value in (headers.content_type, headers.content_encoding, cache_control):
+        digest.update((value or "").encode("utf-8") + b"\0")
+    digest.update(data)
+    return digest.hexdigest()
+
+
+class _ObjectWriter:
+    """Collects a resource made piece by piece (in a spooled temp file: large study
+    metadata does not stay in memory) and uploads it whole when closed without error."""
+
+    def __init__(self, store: ObjectStore, name: str, headers: Headers) -> None:
+        self.store, self.name, self.headers = store, name, headers
+        self.spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+
+    def write(self, chunk: bytes) -> None:
+        self.spool.write(chunk)
+
+    def __enter__(self) -> _ObjectWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            if kind is None:
+                self.spool.seek(0)
+                self.store.put(self.name, self.spool.read(), self.headers)
+        finally:
+            self.spool.close()
+
+
+class ObjectStore:
+    """A tree under `url` (`s3://bucket/prefix`, `memory://name`) in the object layout."""
+
+    layout: Layout = "object"
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None,
+                 cache_control: str | None = None) -> None:
+        import fsspec  # optional extra: imported only for an object store
+
+        self.url = url
+        self.options = dict(options or {})
+        self.cache_control = cache_control
+        protocol = url.split("://", 1)[0].lower() if "://" in url else ""
+        if protocol not in SUPPORTED:
+            raise UnsupportedStoreError(
+                f"{url}: cannot publish into {protocol or 'this'}:// objects (their "
+                f"Content-Type and Content-Encoding cannot be set here); use one of "
+                f"{', '.join(p + '://' for p in SUPPORTED)} or a local folder")
+        if cache_control is not None and not _SAFE_HEADER_VALUE.fullmatch(cache_control):
+            raise UnsupportedStoreError(f"--cache-control {cache_control!r} is not a header "
+                                        "value (printable ASCII, no leading/trailing space)")
+        self.protocol = protocol
+        self.fs, root = fsspec.core.url_to_fs(url, **self.options)
+        self.root = root.rstrip("/")
+        self.counts = WriteCounts()
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:  # into a worker: how to reach the store
+        return {"url": self.url, "options": self.options, "cache_control": self.cache_control}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["options"], state["cache_control"])  # type: ignore[misc]
+
+    def path(self, name: str) -> str:
+        """The full key of `name` (names come from the URL table: checked UIDs only)."""
+        return f"{self.root}/{name}" if name else self.root
+
+    # -- resources ---------------------------------------------------------------------
+    def put(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> None:
+        self._put(name, data, headers, maybe_stored=True)
+
+    def _put(self, name: str, data: bytes, headers: Headers, maybe_stored: bool) -> None:
+        """`put`; with `maybe_stored` False (a fresh listing has no such key) no HEAD asks
+        for the stored hash first: a new instance costs one request per object."""
+        data = bytes(data)
+        digest = content_hash(data, headers, self.cache_control)
+        path = self.path(name)
+        if maybe_stored and self._stored_hash(path, data) == digest:
+            self.counts.unchanged += 1
+            return
+        self._upload(path, data, headers, digest)
+        self.counts.written += 1
+
+    def _stored_hash(self, path: str, data: bytes) -> str | None:
+        """The hash kept with the stored object; for a store without metadata, the hash
+        the stored bytes would have now (they are compared, not trusted)."""
+        try:
+            if self.protocol in HEADER_PROTOCOLS:
+                return self.fs.metadata(path).get(HASH_KEY)
+            stored = self.fs.cat_file(path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return content_hash(data, NO_HEADERS, self.cache_control) if stored == data else None
+
+    def _upload(self, path: str, data: bytes, headers: Headers, digest: str) -> None:
+        if self.protocol not in HEADER_PROTOCOLS:
+            self.fs.pipe_file(path, data)
+            return
+        extra: dict[str, Any] = {"Metadata": {HASH_KEY: digest},
+                                 "ContentType": headers.content_type
+                                 or "application/octet-stream"}
+        if headers.content_encoding:
+            extra["ContentEncoding"] = headers.content_encoding
+        if self.cache_control:
+            extra["CacheControl"] = self.cache_control
+        self.fs.pipe_file(path, data, **extra)
+
+    def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
+        if self.exists(name):
+            self.counts.unchanged += 1
+            return False
+        self.put(name, data, headers)
+        return True
+
+    def writer(self, name: str, headers: Headers = NO_HEADERS) -> _ObjectWriter:
+        return _ObjectWriter(self, name, headers)
+
+    def get(self, name: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self.path(name))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def exists(self, name: str) -> bool:
+        try:
+            return self.fs.info(self.path(name)).get("type") == "file"
+        except FileNotFoundError:
+            return False
+
+    def children(self, prefix: str) -> list[str]:
+        base = self.path(prefix).rstrip("/") + "/"
+        try:
+            listed = self.fs.ls(base, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        found = set()
+        for entry in listed:
+            entry = entry.rstrip("/")
+            if entry.startswith(base) and entry != base.rstrip("/"):
+                found.add(entry[len(base):].split("/", 1)[0])
+        return sorted(found)
+
+    def _keys_below(self, folder: str) -> list[str]:
+        """Every key below `folder`, relative to it."""
+        base = self.path(folder).rstrip("/") + "/"
+        try:
+            found = self.fs.find(base, withdirs=False)
+        except FileNotFoundError:
+            return []
+        return sorted(k[len(base):] for k in found if k.startswith(base) and len(k) > len(base))
+
+    def delete(self, name: str) -> None:
+        path = self.path(name)
+        # S3 answers a delete of a missing key with success: ask first, so `removed`
+        # counts only what was there (deletes are rare: stale keys, dropped thumbnails)
+        if not self.fs.exists(path):
+            return
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return
+        self.counts.removed += 1
+
+    def delete_folder(self, name: str) -> None:
+        for key in self._keys_below(name):
+            self.delete(f"{name}/{key}")
+
+    @contextmanager
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        """This process only: an object store has no lock another run would see."""
+        if not self._lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def session(self) -> Iterator[StagingArea]:
+        """A temporary local folder for the run's staged instances."""
+        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
+        try:
+            yield area
+        finally:
+            area.close()
+
+    def clean_stale(self) -> None:
+        """Nothing a killed run leaves in the bucket: uploads are whole objects."""
+
+    # -- instances ---------------------------------------------------------------------
+    def commit_instance(self, staged: StagedInstance, folder: str,
+                        plan: Sequence[StagedObject] | None = None) -> None:
+        """Upload the staged files in `plan`'s order (metadata last), then remove the
+        earlier conversion's keys this one does not have (its result folders survive
+        unless staged again)."""
+        if plan is None:
+            plan = [StagedObject(name, f"{folder}/{name}", NO_HEADERS)
+                    for name in staged.files()]
+        prefix = folder + "/"
+        stored = set(self._keys_below(folder))  # one LIST instead of a HEAD per new key
+        for item in plan:
+            inside = item.key.startswith(prefix)
+            self._put(item.key, staged.read(item.staged_name), item.headers,
+                      maybe_stored=not inside or item.key[len(prefix):] in stored)
+        kept = {item.key[len(prefix):] for item in plan if item.key.startswith(prefix)}
+        restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
+        for old in sorted(stored):
+            first = old.split("/", 1)[0]
+            if old not in kept and (not first.startswith("_") or first in restaged):
+                self.delete(prefix + old)
+        staged.remove()

@@ -4,14 +4,12 @@ conversion writes through the store alone, and the model an object store follows
 
 from __future__ import annotations
 
-import tempfile
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
-from .staging import StagedInstance, StagingArea
+from .staging import InProcessRuns, StagedInstance
 
 
 @dataclass
@@ -37,7 +35,7 @@ class _MemoryWriter:
 
 
 @dataclass
-class MemoryStore:
+class MemoryStore(InProcessRuns):
     """Names → bytes and headers. Staging is a temporary local folder, as for any store
     that is not a local folder: workers stage on disk, the parent commits."""
 
@@ -83,27 +81,8 @@ class MemoryStore:
             if self.objects.pop(name, None) is not None:
                 self.counts.removed += 1
 
-    @contextmanager
-    def lock(self, wait: bool = True) -> Iterator[bool]:
-        if not self._lock.acquire(blocking=wait):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            self._lock.release()
 
-    @contextmanager
-    def session(self) -> Iterator[StagingArea]:
-        """A temporary local folder for the run's staged instances."""
-        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
-        try:
-            yield area
-        finally:
-            area.close()
 
-    def clean_stale(self) -> None:
-        """Nothing outlives a process here."""
 
     def delete_folder(self, name: str) -> None:
         prefix = name.rstrip("/") + "/"

@@ -24,12 +24,11 @@ import hashlib
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
-from .staging import StagedInstance, StagingArea
+from .staging import InProcessRuns, StagedInstance
 
 #: user metadata key of the content hash (S3 sends it as `x-amz-meta-dcmweb-sha256`)
 HASH_KEY = "dcmweb-sha256"
@@ -80,7 +79,7 @@ class _ObjectWriter:
             self.spool.close()
 
 
-class ObjectStore:
+class ObjectStore(InProcessRuns):
     """A tree under `url` (`s3://bucket/prefix`, `memory://name`) in the object layout."""
 
     layout: Layout = "object"
@@ -220,28 +219,8 @@ class ObjectStore:
         for key in self._keys_below(name):
             self.delete(f"{name}/{key}")
 
-    @contextmanager
-    def lock(self, wait: bool = True) -> Iterator[bool]:
-        """This process only: an object store has no lock another run would see."""
-        if not self._lock.acquire(blocking=wait):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            self._lock.release()
 
-    @contextmanager
-    def session(self) -> Iterator[StagingArea]:
-        """A temporary local folder for the run's staged instances."""
-        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
-        try:
-            yield area
-        finally:
-            area.close()
 
-    def clean_stale(self) -> None:
-        """Nothing a killed run leaves in the bucket: uploads are whole objects."""
 
     # -- instances ---------------------------------------------------------------------
     def commit_instance(self, staged: StagedInstance, folder: str,

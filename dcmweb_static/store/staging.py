@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -98,3 +100,33 @@ class StagingArea:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class InProcessRuns:
+    """The run bookkeeping of a store that is no local folder (memory, a bucket): staging
+    in a temporary local folder, a lock between the threads of this process only (`_lock`,
+    a threading.RLock, is the store's), nothing a killed run could leave behind."""
+
+    _lock: threading.RLock
+
+    @contextmanager
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        if not self._lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def session(self) -> Iterator[StagingArea]:
+        """A temporary local folder for the run's staged instances."""
+        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
+        try:
+            yield area
+        finally:
+            area.close()
+
+    def clean_stale(self) -> None:
+        """Nothing outlives a process: uploads and puts are whole objects."""

@@ -111,6 +111,27 @@ def task_size(remaining: int, jobs: int) -> int:
     return max(1, min(16, remaining // (jobs * 8)))
 
 
+class _Batches:
+    """The inputs, in order, cut into tasks that shrink as they run out (`task_size`), so
+    that no worker is left with a long last task; the process pool and Dask both take them."""
+
+    def __init__(self, paths: InputSpool, workers: int) -> None:
+        self._inputs = enumerate(paths)
+        self._total = len(paths)
+        self._workers = workers
+        self._taken = 0
+        #: inputs may remain
+        self.more = True
+
+    def next(self) -> list[tuple[int, str]]:
+        """The next task's (input index, path) pairs; empty when the inputs ran out."""
+        chunk = task_size(self._total - self._taken, self._workers)
+        items = list(itertools.islice(self._inputs, chunk))
+        self._taken += len(items)
+        self.more = len(items) == chunk
+        return items
+
+
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status = "duplicate"
@@ -293,19 +314,14 @@ class Converter:
         # several files per task (less inter-process traffic per file), fewer as the
         # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
-        inputs = enumerate(paths)
-        more = True  # inputs may remain
-        submitted = 0
-        while more:
+        batches = _Batches(paths, self.jobs)
+        while batches.more:
             crashed: list[tuple[int, str]] = []
             with _worker_pool(self.jobs, (self.options, self.pm, staging)) as pool:
                 running: dict[Future[list[InstanceResult]], list[tuple[int, str]]] = {}
                 while not crashed:
-                    while more and len(running) < window:
-                        chunk = task_size(len(paths) - submitted, self.jobs)
-                        items = list(itertools.islice(inputs, chunk))
-                        submitted += len(items)
-                        more = len(items) == chunk
+                    while batches.more and len(running) < window:
+                        items = batches.next()
                         if items:
                             future = pool.submit(_convert_chunk, [p for _, p in items])
                             running[future] = items
@@ -333,17 +349,13 @@ class Converter:
         from .dask_pool import convert_batch, dask_executor, unpack
 
         assert self.scheduler is not None
-        inputs = enumerate(paths)
-        more, submitted = True, 0
         with dask_executor(self.scheduler, self.jobs) as (pool, threads):
             window = threads * 4
+            batches = _Batches(paths, threads)
             running: dict[Future, list[tuple[int, str]]] = {}
-            while more or running:
-                while more and len(running) < window:
-                    chunk = task_size(len(paths) - submitted, threads)
-                    items = list(itertools.islice(inputs, chunk))
-                    submitted += len(items)
-                    more = len(items) == chunk
+            while batches.more or running:
+                while batches.more and len(running) < window:
+                    items = batches.next()
                     if items:
                         future = pool.submit(convert_batch, self.options,
                                              [p for _, p in items])

@@ -12,7 +12,7 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -262,7 +262,7 @@ class InstanceConverter:
         frame_count = len(layout.frames) if layout else 0
         view = InstanceView(result.study_uid, result.series_uid, result.sop_uid, frame_syntax,
                             parsed.dataset, metadata, frame_count, Path(staged.path),
-                            lambda n: part_body(staged.read(f"frames/{n}")))
+                            _frame_reader(staged))
         for results in run_hook(self.pm, "instance_results", {"instance": view}):
             for folder, files in by_folder(results).items():
                 for item in files:
@@ -286,11 +286,11 @@ class InstanceConverter:
             result.warnings.append(f"not rendered: {type(exc).__name__}: {exc}")
             return 0
         done = render.render_instance(
-            module, frame_count, lambda n: part_body(staged.read(f"frames/{n}")), frame_syntax,
+            module, frame_count, _frame_reader(staged), frame_syntax,
             staged.put, lambda stored: [staged.remove_file(name) for name in stored],
             fmt=options.rendered_format, rendered=options.rendered,
             thumbnail=options.thumbnails,
-            names=lambda key, n: urls.instance_file(key, suffix, **(
+            names=lambda key, n: urls.instance_file(key, ext=suffix, **(
                 {"frame": str(n)} if n is not None and key == "rendered_frame" else {})))
         if done.warning:
             result.warnings.append(done.warning)
@@ -329,7 +329,7 @@ class InstanceConverter:
         if options.gzip:
             document = gzip_bytes(document, options.gzip_level)
             clock.lap("gzip")
-        return staged.put(names.instance_member("instance_metadata", options.gzip), document)
+        return staged.put(urls.instance_file("instance_metadata", options.gzip), document)
 
     def _info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
               frames: FrameLayout | None, media_type: str, rebuild: dict[str, Any] | None
@@ -382,6 +382,11 @@ def _write_part10(staged: StagedInstance, info: dict[str, Any], metadata: dict[s
         result.warnings.append(f"no {name} file: {kind}{exc}")
         return 0
     return staged.size(name)
+
+
+def _frame_reader(staged: StagedInstance) -> Callable[[int], bytes]:
+    """Frame n's bytes read back from its staged part file (plugins, the renderer)."""
+    return lambda number: part_body(staged.read(f"frames/{number}"))
 
 
 def _keep_header(parsed: ParsedP10, source: BinaryIO, staged: StagedInstance,

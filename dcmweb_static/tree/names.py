@@ -3,7 +3,6 @@ deduplicated form, the files of an instance folder, plugin result folders."""
 
 from __future__ import annotations
 
-from . import urls
 from .urls import DEDUP_DIR, instance_path, series_path, study_path
 
 #: files of an instance folder (its DICOMweb resources are named by `urls`)
@@ -21,13 +20,6 @@ FRAMES_TYPE_PREFIX = ".frames-"
 def frames_type_marker(media_type: str) -> str:
     """`.frames-image-jls` for image/jls: a dot name, never served."""
     return FRAMES_TYPE_PREFIX + media_type.replace("/", "-")
-
-
-def instance_member(key: str, gzip: bool) -> str:
-    """The name, inside its instance folder, of an instance-level resource of the URL table
-    (e.g. `metadata.gz`): what a worker stages."""
-    resource = urls.resource(key)
-    return resource.stored_name("folder", gzip, study="0", series="0", sop="0").rsplit("/", 1)[1]
 
 
 def staged_extract(digest: str) -> str:

@@ -155,10 +155,10 @@ def stored_name(key: str, layout: Layout = "folder", gzip: bool = False, **value
     return resource(key).stored_name(layout, gzip, **values)
 
 
-def instance_file(key: str, suffix: str, **values: str) -> str:
-    """A rendered resource's name inside its staged instance folder (folder layout)."""
-    name = stored_name(key, "folder", False, ext=suffix, **values, study="0", series="0",
-                       sop="0")
+def instance_file(key: str, gzip: bool = False, **values: str) -> str:
+    """The name, inside its instance folder (folder layout), of an instance-level resource
+    (`metadata.gz`, `rendered-frames/2.jpg`, ...): what a worker stages."""
+    name = stored_name(key, "folder", gzip, **values, study="0", series="0", sop="0")
     return name[len(instance_path("0", "0", "0")) + 1:]
 
 

@@ -34,8 +34,9 @@ for _module in ("s3fs", "moto", "boto3"):  # in the server and CLI processes onl
 
 BUCKET = "bkt"
 STUDY = syn.uid(710)
-#: one line of moto's (werkzeug's) request log
+#: one line of moto's (werkzeug's) request log; werkzeug colours an error's line
 REQUEST = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3})')
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
     # and moto's log shows the viewer's GETs of those keys, each answered 200, no preflight
     with log_path.open() as log:
         log.seek(before)
-        requests = [m.groupdict() for m in REQUEST.finditer(log.read())]
+        requests = [m.groupdict() for m in REQUEST.finditer(COLOUR.sub("", log.read()))]
     prefix = f"/{BUCKET}/dw/studies/{STUDY}/series/{series}"
     paths = {r["path"] for r in requests}
     assert f"{prefix}/metadata" in paths

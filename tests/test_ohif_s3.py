@@ -59,6 +59,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 
 
 def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path) -> None:
+    """OHIF lists and shows the study, and every byte it showed came from the bucket's
+    objects (browser responses and moto's log agree), with the headers the store set."""
     tree, origin, log_path = deployed
     before = log_path.stat().st_size  # the conversion's own requests come before
     screenshot = tmp_path / "ohif-s3.png"

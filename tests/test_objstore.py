@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from dcmweb_static.encode.multipart import BOUNDARY
 
 from . import corpus
 from .reference import reference_frames
-from .servers import free_port
+from .s3server import cli_convert, s3_server
 
 # found, not imported: moto, boto3 and s3fs run in the server and CLI processes only
 for _module in ("s3fs", "moto", "boto3"):
@@ -36,8 +35,6 @@ for _module in ("s3fs", "moto", "boto3"):
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bkt"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}
 NAMES = ("mono16", "jpegls_lossless", "jpeg2000", "rle", "ct_rich")
 S3_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 MEDIA = {"1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.90": "image/jp2",
@@ -48,38 +45,12 @@ MEDIA = {"1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.90": "image
 def s3() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 (tests/s3server.py) with a public-read bucket;
     yields its endpoint."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(port), BUCKET],
-                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with s3_server(BUCKET) as endpoint:
+        yield endpoint
 
 
 #: the bucket tree's options: a re-run with the same ones must upload nothing
 OPTIONS = ("--cache-control", "public, max-age=3600", "--part10", "--thumbnails")
-
-
-def _convert(inputs: list[Path], target: str, endpoint: str, tmp: Path, *extra: str) -> dict:
-    """Run the real CLI with the endpoint from the standard AWS configuration
-    (AWS_ENDPOINT_URL); returns its run report."""
-    report = tmp / f"report-{len(list(tmp.glob('report-*')))}.json"
-    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
-    done = subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "convert",
-                           *map(str, inputs), "-d", target, "-j", "2", "-q",
-                           "--report", str(report), *extra],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(report.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +68,7 @@ def bucket_tree(s3: str, tmp_path_factory: pytest.TempPathFactory
     ds.add_new(0x00420011, "OB", bytes(range(256)) * 600)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = syn.uid(700, 1, 9)
     chosen["with_bulk"] = syn.save(ds, base / "with_bulk.dcm")
-    report = _convert(list(chosen.values()), f"s3://{BUCKET}/dw", s3, base, *OPTIONS)
+    report = cli_convert(list(chosen.values()), f"s3://{BUCKET}/dw", s3, base, *OPTIONS)
     assert report["counts"]["converted"] == len(chosen)
     return f"{s3}/{BUCKET}/dw", chosen, report
 
@@ -216,7 +187,7 @@ def test_a_rerun_uploads_nothing(bucket_tree, s3: str, tmp_path: Path) -> None:
     base, files, first = bucket_tree
     assert first["objects"]["written"] > 0
     before = _keys(s3)
-    again = _convert(list(files.values()), f"s3://{BUCKET}/dw", s3, tmp_path, *OPTIONS)
+    again = cli_convert(list(files.values()), f"s3://{BUCKET}/dw", s3, tmp_path, *OPTIONS)
     assert again["objects"] == {"written": 0, "unchanged": again["objects"]["unchanged"],
                                 "removed": 0}
     assert again["objects"]["unchanged"] >= len(before) - 2
@@ -250,8 +221,8 @@ def test_inputs_from_the_bucket_convert_like_local_files(s3: str, tmp_path: Path
         done = httpx.put(f"{s3}/{BUCKET}/in/{path.relative_to(samples)}",
                          content=path.read_bytes())
         assert done.status_code == 200
-    remote = _convert([f"s3://{BUCKET}/in/"], str(tmp_path / "remote"), s3, tmp_path)
-    local = _convert(files, str(tmp_path / "local"), s3, tmp_path)
+    remote = cli_convert([f"s3://{BUCKET}/in/"], str(tmp_path / "remote"), s3, tmp_path)
+    local = cli_convert(files, str(tmp_path / "local"), s3, tmp_path)
     assert remote["counts"] == local["counts"] and remote["counts"]["converted"] == len(files)
     assert {r["path"] for r in remote["files"]} == {
         f"s3://{BUCKET}/in/{p.relative_to(samples)}" for p in files}

@@ -8,7 +8,8 @@ multi-frame, and 5,000 small files (with 1,000 of them as a second input, to sho
 memory does not grow with the number of files); --quick: 100 slices, ~100 MB, 50 frames,
 1,000 and 200 small files, one round.
 
-Method (see docs/performance.md): every timed command runs from dropped page caches
+Method (see docs/performance.md): the package is byte-compiled first, as an install
+does; every timed command runs from dropped page caches
 (`sync; echo 3 > /proc/sys/vm/drop_caches`, when run as root; otherwise it says so) and
 is timed together with its own `sync`; CPU-seconds are user + system time of all its
 processes (`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In
@@ -290,10 +291,17 @@ def main() -> None:
         install = "numpy importable (not a plain install: pydicom's start-up is dearer)"
     except ImportError:
         install = "plain install (no numpy)"
+    package = subprocess.run(
+        [sys.executable, "-c", "import dcmweb_static, os; print(os.path.dirname("
+         "dcmweb_static.__file__))"], check=True, capture_output=True, text=True).stdout.strip()
+    # as `pip install` does; an editable install under PYTHONDONTWRITEBYTECODE (set in
+    # this project's environment) would otherwise compile every module at every start
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True)
     startup = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "--version"], check=True,
                    stdout=subprocess.DEVNULL)
-    print(f"dcmweb benchmark: {os.cpu_count()} cores, pydicom {pydicom.__version__}, {install}; "
+    print(f"dcmweb benchmark: {os.cpu_count()} cores, pydicom {pydicom.__version__}, {install}, "
+          f"{package} byte-compiled; "
           f"`dcmweb --version` {time.perf_counter() - startup:.2f} s; "
           + ("page caches dropped before every command" if cold else
              "page caches NOT dropped (" + ("--warm" if args.warm else "not root") + ")"),

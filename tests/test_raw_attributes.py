@@ -13,7 +13,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 
-from dcmweb_static.p10.datasets import code_value, int_value, uid_value
+from dcmweb_static.p10.datasets import character_set, code_value, int_value, uid_value
 from dcmweb_static.p10.parse import parse_p10
 
 from .conftest import pydicom_corpus
@@ -156,3 +156,24 @@ def test_corpus_values_are_what_pydicom_gives():
             continue
         checked += 1
     assert checked > 50
+
+
+CHARSETS = [b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 6 ", b" ISO_IR 100",
+            b"ISO 2022 IR 6\\ISO 2022 IR 87", b"", b"  ", b"NOT_A_CHARSET", b"iso_ir 100",
+            b"ISO_IR 100" + b" " * 8]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("value", CHARSETS)
+def test_character_set_is_what_pydicom_gives(encoding, value):
+    implicit, little = ENCODINGS[encoding]
+    data = _element(0x00080005, "CS", value, implicit, little)
+    ds = read_dataset(BytesIO(data), implicit, little)
+    theirs = read_dataset(BytesIO(data), implicit, little)
+    assert _outcome(lambda: character_set(ds)) == _outcome(lambda: theirs._character_set)
+
+
+def test_character_set_absent_is_the_parent_encoding():
+    ds, theirs = Dataset(), Dataset()
+    ds._parent_encoding = theirs._parent_encoding = ["iso8859"]
+    assert character_set(ds) == theirs._character_set

@@ -7,6 +7,7 @@ import re
 import struct
 from collections.abc import Iterator
 
+from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -95,3 +96,16 @@ def code_value(ds: Dataset, keyword: str, default: str = "") -> object:
     if raw is not None and raw.length <= 16 and _CS_BYTES.fullmatch(raw.value):
         return raw.value.rstrip(b" ").decode("ascii")
     return ds.get(keyword, default)
+
+
+_CHARSET_BYTES = re.compile(rb"[A-Z0-9_][A-Z0-9_ ]*")
+
+
+def character_set(ds: Dataset) -> str | list[str]:
+    """`ds._character_set` (the Python codecs of Specific Character Set) with a single
+    raw value decoded here, so the element stays raw; else pydicom's."""
+    raw = _raw(ds, 0x00080005, "CS")
+    if raw is not None and raw.length <= 16 and _CHARSET_BYTES.fullmatch(raw.value) \
+            and (text := raw.value.decode("ascii").rstrip(" ")):
+        return convert_encodings(text)
+    return ds._character_set  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
 from ..errors import ConversionError, NotDicomError, TruncatedError
+from .datasets import uid_value
 from .raw_dataset import detect_transfer_syntax
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
@@ -138,7 +139,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         meta_start = stream.tell() - 4
         try:
             file_meta = _read_file_meta_info(stream)
-            ts_value = file_meta.get("TransferSyntaxUID")
+            ts_value = uid_value(file_meta, "TransferSyntaxUID")
         except (EOFError, struct.error):
             raise TruncatedError("truncated: the file ends inside the file meta information") \
                 from None

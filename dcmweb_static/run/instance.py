@@ -162,7 +162,8 @@ class InstanceConverter:
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
                            max_inflated_size=options.max_inflated_size, inspect=inflated.feed)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
-        if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+        if str(uid_value(parsed.file_meta, "MediaStorageSOPClassUID") or "") \
+                == DICOMDIR_SOP_CLASS:
             result.status = "skipped"
             result.reason = "DICOMDIR (media directory), not an instance"
             return None

@@ -177,3 +177,11 @@ def test_character_set_absent_is_the_parent_encoding():
     ds, theirs = Dataset(), Dataset()
     ds._parent_encoding = theirs._parent_encoding = ["iso8859"]
     assert character_set(ds) == theirs._character_set
+
+
+def test_unknown_keyword_is_left_to_pydicom():
+    ds = Dataset()
+    assert _outcome(lambda: int_value(ds, "NoSuchKeyword", 3)) == \
+        _outcome(lambda: Dataset().get("NoSuchKeyword", 3))
+    assert _outcome(lambda: uid_value(ds, "NoSuchKeyword")) == \
+        _outcome(lambda: Dataset().get("NoSuchKeyword"))

@@ -3,6 +3,7 @@ the few attributes every conversion needs without converting their elements."""
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterator
@@ -54,6 +55,14 @@ _CS_BYTES = re.compile(rb"[A-Z0-9_]+ ?")
 _US = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 
 
+@functools.lru_cache(maxsize=64)
+def _keyword(keyword: str) -> tuple[int, str]:
+    """(tag, dictionary VR) of a keyword: two dictionary lookups, once per keyword; an
+    unknown keyword matches no element (-1), so `Dataset.get` answers for it."""
+    tag = tag_for_keyword(keyword)
+    return (-1, "") if tag is None else (tag, dictionary_VR(tag))
+
+
 def _raw(ds: Dataset, tag: int, vr: str) -> RawDataElement | None:
     """The element as read, when it holds its whole value and has `vr` (or none: an
     implicit VR file, whose VR is the dictionary's, `vr` for the tags used here)."""
@@ -67,7 +76,7 @@ def _raw(ds: Dataset, tag: int, vr: str) -> RawDataElement | None:
 def uid_value(ds: Dataset, keyword: str) -> object:
     """`ds.get(keyword)` of a UI attribute: a valid UID as `str` (trailing NUL/space
     padding removed, as pydicom does), else pydicom's value."""
-    raw = _raw(ds, tag_for_keyword(keyword), "UI")
+    raw = _raw(ds, _keyword(keyword)[0], "UI")
     if raw is not None and raw.length <= 64:  # longer: pydicom warns, so it decides
         value = raw.value.rstrip(b"\0 ")
         if _UID_BYTES.fullmatch(value):
@@ -78,8 +87,7 @@ def uid_value(ds: Dataset, keyword: str) -> object:
 def int_value(ds: Dataset, keyword: str, default: int | None = None) -> object:
     """`ds.get(keyword, default)` of a single-valued US or IS attribute, as `int` when it
     is plain digits, else pydicom's value."""
-    tag = tag_for_keyword(keyword)
-    vr = dictionary_VR(tag)
+    tag, vr = _keyword(keyword)
     raw = _raw(ds, tag, vr)
     if raw is not None:
         if vr == "US" and raw.length == 2:
@@ -92,7 +100,7 @@ def int_value(ds: Dataset, keyword: str, default: int | None = None) -> object:
 def code_value(ds: Dataset, keyword: str, default: str = "") -> object:
     """`ds.get(keyword, default)` of a single-valued CS attribute, as `str` without its
     padding, else pydicom's value."""
-    raw = _raw(ds, tag_for_keyword(keyword), "CS")
+    raw = _raw(ds, _keyword(keyword)[0], "CS")
     if raw is not None and raw.length <= 16 and _CS_BYTES.fullmatch(raw.value):
         return raw.value.rstrip(b" ").decode("ascii")
     return ds.get(keyword, default)

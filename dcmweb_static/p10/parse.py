@@ -8,6 +8,7 @@ their file offsets. All use of pydicom's reader internals is kept in this module
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -97,6 +98,7 @@ def _stream_size(stream: BinaryIO) -> int:
     return size
 
 
+@functools.lru_cache(maxsize=64)  # a few syntaxes per run; pydicom's UID is dear to build
 def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
     """(implicit VR, little endian) for a transfer syntax; unknown ones are explicit VR
     little endian, as PS3.5 10 requires of every syntax but the two classic ones."""

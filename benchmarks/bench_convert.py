@@ -1,18 +1,25 @@
-"""Benchmark `dcmweb convert` against `cp -r` of the same input, in the same run.
+"""Benchmark `dcmweb convert` against `cp -r` of the very tree it wrote (the layout's I/O floor).
 
-    python benchmarks/bench_convert.py [--quick] [--work DIR] [--only NAME]
+    python benchmarks/bench_convert.py [--quick] [--repeat N] [--only NAME ...] [--work DIR]
 
-Inputs are generated deterministically (dcmweb_static.synthetic) and kept in --work:
-a 500-slice CT series (512x512, 16-bit), a ~1 GB native multi-frame file, a 200-frame
-RLE multi-frame, and 5,000 small files (--quick: 100 slices, ~100 MB, 50 frames, 1,000
-small files; under a minute). For each input it prints, for `cp -r` and for
-`dcmweb convert` run one after the other: wall time, files/s, MB/s, the ratio, and the
-time of the `sync` that follows (what the page cache still had to write); the peak RSS of
-the converter's parent and workers (from the run report); and where the time went per
-stage (summed over workers: scan = checksum pass, parse, encode = JSON model and bulk
-data, frames, gzip, write; parent: commit, aggregate). The CT series is also converted
-with -j 1 for the 1 -> 2 jobs speed-up, and the small files at two counts to show that
-memory does not grow with the number of files.
+Inputs are generated deterministically (dcmweb_static.synthetic) and kept in --work: a
+500-slice CT series (512x512, 16-bit), a ~1 GB native multi-frame file, a 200-frame RLE
+multi-frame, and 5,000 small files (with 1,000 of them as a second input, to show that
+memory does not grow with the number of files); --quick: 100 slices, ~100 MB, 50 frames,
+1,000 and 200 small files, one round.
+
+Method (see docs/performance.md): the package is byte-compiled first, as an install
+does; every timed command runs from dropped page caches
+(`sync; echo 3 > /proc/sys/vm/drop_caches`, when run as root; otherwise it says so) and
+is timed together with its own `sync`; CPU-seconds are user + system time of all its
+processes (`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In
+each round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the tree
+that conversion wrote, and (multi-frame inputs) `cp` of the input file. Medians over the
+rounds; every output is kept until the end (deleting many files makes creating files
+dearer on ext4 for a while). It prints per input the medians, the peak RSS of the
+converter's parent and largest worker (from the run report), the per-stage worker time
+per file, the serial aggregation and the start-up; then a table of the ratios against
+the targets of issue 16.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -78,14 +86,41 @@ def make_small(folder: Path, count: int) -> Path:
     return folder
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(seconds of the command, seconds of the sync after it); page cache flushed before."""
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def can_drop_caches() -> bool:
+    return os.geteuid() == 0 and os.access(DROP_CACHES, os.W_OK)
+
+
+def drop_caches() -> None:
     subprocess.run(["sync"], check=True)
+    DROP_CACHES.write_text("3\n")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed command: wall seconds including its `sync`, and CPU-seconds (user +
+    system) of all its processes."""
+
+    wall: float
+    cpu: float
+
+
+def timed(command: list[str], cold: bool) -> Run:
+    """Run `command` (from dropped caches when `cold`) and the `sync` after it."""
+    if cold:
+        drop_caches()
+    else:
+        subprocess.run(["sync"], check=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    ran = time.perf_counter() - started
     subprocess.run(["sync"], check=True)
-    return ran, time.perf_counter() - started - ran
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu)
 
 
 def size_of(folder: Path) -> tuple[int, int]:
@@ -99,156 +134,207 @@ def convert_command(source: Path, out: Path, report: Path, jobs: int | None) -> 
     return command + (["-j", str(jobs)] if jobs else [])
 
 
-def stages(report: dict) -> str:
-    worker = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in report["worker_timings_ms"].items())
-    parent = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in report["timings_ms"].items())
-    return f"workers (s, summed): {worker}; parent (s): {parent}"
-
-
-def create_cost(folder: Path, count: int = 2000) -> float:
-    """Microseconds to create one empty file here: the file system's per-file floor.
-
-    On this project's VM (ext4 without a journal) it is ~20 us, but 0.5-0.9 ms for a
-    while after many files were deleted (the inode allocator skips recently freed
-    inodes), which is why runs keep their outputs until the end."""
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    for n in range(count):
-        os.close(os.open(folder / str(n), os.O_WRONLY | os.O_CREAT, 0o644))
-    return (time.perf_counter() - started) / count * 1e6
+def median(values) -> float:
+    return statistics.median(list(values))
 
 
 @dataclass
-class Timing:
-    """The runs of one command: wall seconds and the sync after each."""
-    runs: list[tuple[float, float]] = field(default_factory=list)
+class Input:
+    """One benchmark input and what its rounds measured."""
+
+    key: str
+    title: str
+    folder: Path
+    #: the one file of a multi-frame input: also compared with `cp` of that file
+    single_file: bool = False
+    convert: list[Run] = field(default_factory=list)
+    cp_tree: list[Run] = field(default_factory=list)
+    cp_input: list[Run] = field(default_factory=list)
+    reports: list[dict] = field(default_factory=list)
 
     @property
-    def wall(self) -> float:
-        return statistics.median(r for r, _ in self.runs)
+    def instances(self) -> int:
+        return self.reports[0]["counts"]["converted"] if self.reports else 0
 
-    @property
-    def with_sync(self) -> float:
-        return statistics.median(r + s for r, s in self.runs)
+    def cpu_ratio(self) -> float:
+        return median(r.cpu for r in self.convert) / median(r.cpu for r in self.cp_tree)
 
-    def spread(self) -> str:
-        walls = [r for r, _ in self.runs]
-        return f"{min(walls):.2f}-{max(walls):.2f}" if len(walls) > 1 else f"{walls[0]:.2f}"
+    def wall_ratio(self, floor: list[Run]) -> float:
+        return median(r.wall for r in self.convert) / median(r.wall for r in floor)
+
+    def cpu_per_instance_ms(self) -> float:
+        return median(r.cpu for r in self.convert) / max(1, self.instances) * 1e3
+
+    def peak_rss_mib(self) -> tuple[float, float]:
+        parent = max(r["peak_rss_kib"]["parent"] for r in self.reports) / 1024
+        worker = max(r["peak_rss_kib"]["workers"] for r in self.reports) / 1024
+        return parent, worker
+
+
+def spread(runs: list[Run], what: str) -> str:
+    values = [getattr(r, what) for r in runs]
+    return f"{median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 class Bench:
     """Runs every command in fresh folders under `runs`, removed only at the end."""
 
-    def __init__(self, runs: Path, repeat: int) -> None:
-        self.runs = runs
-        self.repeat = repeat
+    def __init__(self, runs: Path, rounds: int, cold: bool, jobs: int | None) -> None:
+        self.runs, self.rounds, self.cold, self.jobs = runs, rounds, cold, jobs
         self._n = 0
 
     def target(self, label: str) -> Path:
         self._n += 1
         return self.runs / f"{self._n:03d}-{label}"
 
-    def compare(self, name: str, source: Path, jobs: tuple[int | None, ...] = (None,),
-                split_bytes: int | None = None) -> list[tuple[float, float]]:
-        """`cp -r` (and `split`, the per-file floor) against `dcmweb convert` with each of
-        `jobs` (None: the default), all interleaved in each of `repeat` rounds, so every
-        command meets the same page-cache and file-system state. Returns, per `jobs`
-        entry, the median (wall seconds, converting seconds)."""
-        count, size = size_of(source)
-        cp, split = Timing(), Timing()
-        dcmweb = {j: Timing() for j in jobs}
-        reports: dict[int | None, list[dict]] = {j: [] for j in jobs}
-        for _ in range(self.repeat):
-            cp.runs.append(timed(["cp", "-r", str(source), str(self.target("cp"))]))
-            if split_bytes:
-                (target := self.target("split")).mkdir()
-                file, = source.iterdir()
-                split.runs.append(timed(["split", "-a", "5", "-d", "-b", str(split_bytes),
-                                         str(file), str(target / "f")]))
-            for j in jobs:
-                out, report = self.target("dcmweb"), self.runs / f"report{self._n}.json"
-                dcmweb[j].runs.append(timed(convert_command(source, out, report, j)))
-                reports[j].append(json.loads(report.read_text()))
-        mb = size / 1e6
-        runs = f"median of {self.repeat}" if self.repeat > 1 else "1 run"
-        print(f"{name}: {count} files, {mb:.0f} MB ({runs}; range in brackets)")
-        print(f"  cp -r          {cp.wall:6.2f} s [{cp.spread()}] "
-              f"(+{cp.with_sync - cp.wall:5.2f} s sync)  {count / cp.wall:7.0f} files/s  "
-              f"{mb / cp.wall:6.0f} MB/s")
-        if split_bytes:
-            print(f"  split -b {split_bytes} (same bytes as one file per frame, the per-file "
-                  f"floor) {split.wall:.2f} s [{split.spread()}] = {cp.wall / split.wall:.2f}x "
-                  f"cp -r")
-        medians = []
-        for j in jobs:
-            timing, done = dcmweb[j], reports[j]
-            print(f"  dcmweb convert{'' if j is None else f' -j {j}'}: {timing.wall:.2f} s "
-                  f"[{timing.spread()}] (+{timing.with_sync - timing.wall:5.2f} s sync)  "
-                  f"{count / timing.wall:7.0f} files/s  {mb / timing.wall:6.0f} MB/s  = "
-                  f"{cp.wall / timing.wall:.2f}x cp -r "
-                  f"({cp.with_sync / timing.with_sync:.2f}x with sync)"
-                  + (f", {split.wall / timing.wall:.2f}x split" if split_bytes else ""))
-            converting = statistics.median(r["seconds"] for r in done)
-            print(f"    of which converting (start-up excluded) {converting:.2f} s = "
-                  f"{count / converting:.0f} files/s, {mb / converting:.0f} MB/s")
-            parent = max(r["peak_rss_kib"]["parent"] for r in done)
-            worker = max(r["peak_rss_kib"]["workers"] for r in done)
-            print(f"    peak RSS: parent {parent / 1024:.0f} MiB, largest worker "
-                  f"{worker / 1024:.0f} MiB")
-            print(f"    {stages(done[len(done) // 2])}", flush=True)
-            medians.append((timing.wall, converting))
-        return medians
+    def round(self, item: Input) -> None:
+        """convert, then `cp -r` of the tree it wrote, then `cp` of a single input file."""
+        out = self.target(f"{item.key}-dcmweb")
+        report = self.runs / f"{self._n:03d}-report.json"
+        item.convert.append(timed(convert_command(item.folder, out, report, self.jobs),
+                                  self.cold))
+        item.reports.append(json.loads(report.read_text()))
+        item.cp_tree.append(timed(["cp", "-r", str(out), str(self.target("cp-tree"))],
+                                  self.cold))
+        if item.single_file:
+            file, = item.folder.iterdir()
+            item.cp_input.append(timed(["cp", str(file), str(self.target("cp-input"))],
+                                       self.cold))
+
+
+def print_input(item: Input) -> None:
+    count, size = size_of(item.folder)
+    n = item.instances
+    print(f"{item.title}: {count} files, {size / 1e6:.0f} MB in; median of "
+          f"{len(item.convert)} [range]")
+    print(f"  dcmweb convert     wall+sync {spread(item.convert, 'wall')} s  "
+          f"CPU {spread(item.convert, 'cpu')} s  ({item.cpu_per_instance_ms():.2f} CPU-ms "
+          f"per instance)")
+    print(f"  cp -r of its tree  wall+sync {spread(item.cp_tree, 'wall')} s  "
+          f"CPU {spread(item.cp_tree, 'cpu')} s  -> convert/cp: "
+          f"{item.wall_ratio(item.cp_tree):.2f}x wall, {item.cpu_ratio():.2f}x CPU")
+    if item.cp_input:
+        print(f"  cp of the file     wall+sync {spread(item.cp_input, 'wall')} s  "
+              f"CPU {spread(item.cp_input, 'cpu')} s  -> convert/cp: "
+              f"{item.wall_ratio(item.cp_input):.2f}x wall")
+    parent, worker = item.peak_rss_mib()
+    print(f"  peak RSS: parent {parent:.0f} MiB, largest worker {worker:.0f} MiB")
+    stages = {}
+    for report in item.reports:
+        for stage, ms in report["worker_timings_ms"].items():
+            stages.setdefault(stage, []).append(ms / max(1, n))
+    print("  worker ms per file (median): " + ", ".join(
+        f"{stage} {median(v):.2f}" for stage, v in stages.items()))
+    parent_ms = {}
+    for report in item.reports:
+        for stage, ms in report["timings_ms"].items():
+            parent_ms.setdefault(stage, []).append(ms / 1e3)
+    startup = median(r.wall - rep["seconds"] for r, rep in zip(item.convert, item.reports))
+    print("  parent s (median): " + ", ".join(
+        f"{stage} {median(v):.3f}" for stage, v in parent_ms.items())
+          + f"; start-up and sync (wall+sync - run's own seconds) {startup:.2f}", flush=True)
+
+
+def target_table(items: dict[str, Input]) -> None:
+    """The ratios of issue 16 against its targets."""
+    rows: list[tuple[str, str, str, bool]] = []
+    if ct := items.get("ct"):
+        ratio = ct.cpu_ratio()
+        rows.append(("CT series: CPU-s convert / cp -r of its tree", f"{ratio:.2f}x",
+                     "<= 2.5x", ratio <= 2.5))
+        ratio = ct.wall_ratio(ct.cp_tree)
+        rows.append(("CT series: wall+sync convert / cp -r of its tree", f"{ratio:.2f}x",
+                     "<= 1.3x", ratio <= 1.3))
+    if (small := items.get("small")) and ct:
+        ratio = small.cpu_per_instance_ms() / ct.cpu_per_instance_ms()
+        rows.append(("small files: CPU-ms per instance / the CT series'",
+                     f"{ratio:.2f}x ({small.cpu_per_instance_ms():.2f} / "
+                     f"{ct.cpu_per_instance_ms():.2f})", "<= 2x", ratio <= 2))
+    if small and (fewer := items.get("fewer")):
+        grow = [b - a for a, b in zip(fewer.peak_rss_mib(), small.peak_rss_mib())]
+        rows.append((f"small files: peak RSS growth {fewer.instances} -> {small.instances} "
+                     "files (parent, worker)", f"{grow[0]:+.0f}, {grow[1]:+.0f} MiB",
+                     "flat (<= +4 MiB)", max(grow) <= 4))
+    if mf := items.get("multiframe"):
+        ratio = mf.wall_ratio(mf.cp_input)
+        rows.append(("1 GB multi-frame: wall+sync convert / cp of the file", f"{ratio:.2f}x",
+                     "<= 1.1x", ratio <= 1.1))
+        peak = max(mf.peak_rss_mib())
+        rows.append(("1 GB multi-frame: peak RSS of any process", f"{peak:.0f} MiB",
+                     "< 100 MiB", peak < 100))
+    if not rows:
+        return
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'target (issue 16)':<{width}}  {'measured':<22} {'target':<16} met")
+    for what, measured, goal, met in rows:
+        print(f"{what:<{width}}  {measured:<22} {goal:<16} {'yes' if met else 'NO'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller inputs, < 1 minute")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, one round")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "data")
-    parser.add_argument("--only", choices=["ct", "multiframe", "rle", "small"])
-    parser.add_argument("--repeat", type=int, help="runs per command (default 3, --quick 1)")
+    parser.add_argument("--only", nargs="+", choices=["ct", "multiframe", "rle", "small"])
+    parser.add_argument("--repeat", type=int, help="interleaved rounds (default 5, --quick 1)")
+    parser.add_argument("-j", "--jobs", type=int, help="convert's -j (default: its default)")
+    parser.add_argument("--warm", action="store_true",
+                        help="do not drop page caches (numbers then swing with its state)")
     args = parser.parse_args()
     slices, frames, rle_frames, small = (100, 200, 50, 1000) if args.quick else \
         (500, 2000, 200, 5000)
-    repeat = args.repeat or (1 if args.quick else 3)
+    rounds = args.repeat or (1 if args.quick else 5)
     work = args.work / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
+    cold = not args.warm and can_drop_caches()
+    try:
+        import numpy  # noqa: F401
+        install = "numpy importable (not a plain install: pydicom's start-up is dearer)"
+    except ImportError:
+        install = "plain install (no numpy)"
+    package = subprocess.run(
+        [sys.executable, "-c", "import dcmweb_static, os; print(os.path.dirname("
+         "dcmweb_static.__file__))"], check=True, capture_output=True, text=True).stdout.strip()
+    # as `pip install` does; an editable install under PYTHONDONTWRITEBYTECODE (set in
+    # this project's environment) would otherwise compile every module at every start
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True)
     startup = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "--version"], check=True,
                    stdout=subprocess.DEVNULL)
-    print(f"dcmweb benchmark: {os.cpu_count()} cores, pydicom {pydicom.__version__}; "
-          f"`dcmweb --version` takes {time.perf_counter() - startup:.2f} s (start-up)",
+    print(f"dcmweb benchmark: {os.cpu_count()} cores, pydicom {pydicom.__version__}, {install}, "
+          f"{package} byte-compiled; "
+          f"`dcmweb --version` {time.perf_counter() - startup:.2f} s; "
+          + ("page caches dropped before every command" if cold else
+             "page caches NOT dropped (" + ("--warm" if args.warm else "not root") + ")"),
           flush=True)
     started = time.perf_counter()
-    inputs = {
-        "ct": lambda: make_ct(work / "ct", slices),
-        "multiframe": lambda: make_multiframe(work / "multiframe", frames),
-        "rle": lambda: make_rle(work / "rle", rle_frames),
-        "small": lambda: make_small(work / f"small{small}", small),
+    makers = {
+        "ct": lambda: Input("ct", f"CT series ({slices} slices)", make_ct(work / "ct", slices)),
+        "multiframe": lambda: Input("multiframe", f"native multi-frame ({frames} frames)",
+                                    make_multiframe(work / "multiframe", frames),
+                                    single_file=True),
+        "rle": lambda: Input("rle", f"RLE multi-frame ({rle_frames} frames)",
+                             make_rle(work / "rle", rle_frames), single_file=True),
+        "small": lambda: Input("small", f"small files ({small})",
+                               make_small(work / f"small{small}", small)),
     }
-    chosen = [args.only] if args.only else list(inputs)
-    folders = {name: inputs[name]() for name in chosen}
-    if "small" in folders:
-        folders["fewer"] = make_small(work / f"small{small // 5}", small // 5)
+    chosen = args.only or list(makers)
+    items = {name: makers[name]() for name in chosen}
+    if "small" in items:
+        items["fewer"] = Input("fewer", f"small files ({small // 5})",
+                               make_small(work / f"small{small // 5}", small // 5))
     print(f"(inputs ready in {time.perf_counter() - started:.1f} s)", flush=True)
     runs = work / f"runs-{os.getpid()}"
-    bench = Bench(runs, repeat)
+    runs.mkdir()
+    bench = Bench(runs, rounds, cold, args.jobs)
     try:
-        print(f"creating an empty file here: {create_cost(bench.target('probe')):.0f} us",
-              flush=True)
-        if "ct" in folders:
-            default, one = bench.compare(f"CT series ({slices} slices)", folders["ct"],
-                                         jobs=(None, 1))
-            print(f"  => 1 -> {os.cpu_count()} jobs (the default) speed-up: "
-                  f"{one[0] / default[0]:.2f}x wall, {one[1] / default[1]:.2f}x converting "
-                  f"(start-up excluded)")
-        if "multiframe" in folders:
-            bench.compare(f"native multi-frame ({frames} frames)", folders["multiframe"],
-                          split_bytes=512 * 512 * 2)
-        if "rle" in folders:
-            bench.compare(f"RLE multi-frame ({rle_frames} frames)", folders["rle"])
-        if "small" in folders:
-            bench.compare(f"small files ({small // 5})", folders["fewer"])
-            bench.compare(f"small files ({small})", folders["small"])
+        for n in range(rounds):
+            print(f"round {n + 1}/{rounds}", flush=True)
+            for item in items.values():
+                bench.round(item)
+        print()
+        for item in items.values():
+            print_input(item)
+        target_table(items)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from pydicom.filereader import ENCODED_VR, data_element_generator
 from pydicom.tag import BaseTag
 
 from ..errors import ConversionError, TruncatedError
+from ..p10.datasets import character_set
 from ..p10.parse import UNDEFINED_LENGTH
 from . import raw_values as rawvalues
 from .jsonio import MAX_SEQUENCE_DEPTH
@@ -335,7 +336,7 @@ def _text_bytes(elem: DataElement) -> bytes:
 
 
 def _encodings(ds: Dataset) -> list[str]:
-    encodings = ds._character_set
+    encodings = character_set(ds)
     return [encodings] if isinstance(encodings, str) else list(encodings or [])
 
 

@@ -200,6 +200,14 @@ class Aggregator:
         publish.publish(self.store, "all_series", jsonio.dumps(every_series), self.gzip)
         return len(records)
 
+    def update_studies(self, *studies: str) -> None:
+        """Update these studies' files under the lock, without the lists spanning studies
+        (a batch aggregating studies while it still converts others: `run` writes those
+        once at its end)."""
+        with self.store.lock():
+            for study in studies:
+                self.update_study(study)
+
     def run(self, studies: Iterable[str]) -> int:
         """Update the given studies and the study list; returns how many were updated.
         Under the lock, the debris of dead runs is removed first."""

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from pydicom.dataset import Dataset
 
 from ..errors import ConversionError, TruncatedError, UnframeableError
+from .datasets import code_value, int_value
 from .parse import PixelDataElement
 from .transfer_syntax import EXPLICIT_VR_BIG_ENDIAN, TransferSyntax
 
@@ -52,7 +53,7 @@ class FrameLayout:
 
 
 def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    value = ds.get(keyword, default)
+    value = int_value(ds, keyword, default)
     if value in (None, ""):
         if default is None:
             raise UnframeableError(f"Pixel Data present but {keyword} is missing")
@@ -79,7 +80,7 @@ def native_frames(ds: Dataset, pixel: PixelDataElement,
     default_bits = {0x7FE00008: 32, 0x7FE00009: 64}.get(pixel.tag)
     bits = _int_attr(ds, "BitsAllocated", default_bits)
     frames = number_of_frames(ds)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+    if str(code_value(ds, "PhotometricInterpretation")).strip() == "YBR_FULL_422":
         samples = 2  # two samples per pixel on average once chroma is subsampled
     frame_bits = rows * columns * samples * bits
     needed = (frames * frame_bits + 7) // 8

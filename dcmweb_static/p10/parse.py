@@ -8,6 +8,7 @@ their file offsets. All use of pydicom's reader internals is kept in this module
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -22,6 +23,7 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID
 
 from ..errors import ConversionError, NotDicomError, TruncatedError
+from .datasets import uid_value
 from .raw_dataset import detect_transfer_syntax
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
@@ -96,6 +98,7 @@ def _stream_size(stream: BinaryIO) -> int:
     return size
 
 
+@functools.lru_cache(maxsize=64)  # a few syntaxes per run; pydicom's UID is dear to build
 def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
     """(implicit VR, little endian) for a transfer syntax; unknown ones are explicit VR
     little endian, as PS3.5 10 requires of every syntax but the two classic ones."""
@@ -138,7 +141,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         meta_start = stream.tell() - 4
         try:
             file_meta = _read_file_meta_info(stream)
-            ts_value = file_meta.get("TransferSyntaxUID")
+            ts_value = uid_value(file_meta, "TransferSyntaxUID")
         except (EOFError, struct.error):
             raise TruncatedError("truncated: the file ends inside the file meta information") \
                 from None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pluggy
 
-from ..index.aggregate import aggregate
+from ..index.aggregate import Aggregator, aggregate
 from ..pathnames import display_path
 from ..plugins.manager import get_plugin_manager, run_hook
 from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error, is_url
@@ -173,6 +173,11 @@ class Converter:
         self._waiting: dict[int, InstanceResult] = {}
         self._released = 0
         self._stop = StopRequest()
+        #: overlapped aggregation: studies the input order has left behind, not yet
+        #: aggregated, and those aggregated since their last commit (skipped at the end)
+        self._left_behind: list[str] = []
+        self._settled: set[str] = set()
+        self._last_study: str | None = None
 
     def run(self, files: Iterable[str | os.PathLike[str]]) -> RunSummary:
         """Convert `files` into the tree: an InputSpool, or files and folders (walked as
@@ -191,6 +196,7 @@ class Converter:
                              storage_options=self.options.storage_options))
         before = self.store.counts.as_dict()
         self._waiting, self._released = {}, 0
+        self._left_behind, self._settled, self._last_study = [], set(), None
         stage = "cannot use the output folder"
         try:
             with stop_on_signals() as self._stop:
@@ -233,10 +239,32 @@ class Converter:
         return summary
 
     def _aggregate(self, summary: RunSummary) -> None:
+        """The study files of every study committed to and not aggregated since (see
+        `_aggregate_left_behind`), and the lists spanning studies."""
         aggregated = time.perf_counter()
-        aggregate(self.store, summary.touched_studies, self.pm, gzip=self.options.gzip,
-                  base_url=self.options.base_url, failures=summary.plugin_failures)
+        aggregate(self.store, summary.touched_studies - self._settled, self.pm,
+                  gzip=self.options.gzip, base_url=self.options.base_url,
+                  failures=summary.plugin_failures)
         summary.timings["aggregate"] = time.perf_counter() - aggregated
+
+    def _aggregate_left_behind(self, summary: RunSummary) -> None:
+        """Aggregation overlapped with conversion: a study the input order has moved past
+        (inputs are walked folder by folder, so its files are usually all in) is
+        aggregated now, while the workers convert, instead of after the last file. A
+        later commit to it takes it out of `_settled` again, so it is aggregated at the
+        end as well: the tree is the same either way, only the work is done twice."""
+        while self._left_behind:
+            study = self._left_behind.pop(0)
+            if study in self._settled or study not in summary.touched_studies:
+                continue
+            started = time.perf_counter()
+            Aggregator(self.store, self.pm, gzip=self.options.gzip,
+                       base_url=self.options.base_url,
+                       failures=summary.plugin_failures).update_studies(study)
+            self._settled.add(study)
+            summary.timings["aggregate_overlapped"] = time.perf_counter() - started + \
+                summary.timings.get("aggregate_overlapped", 0.0)
+            return  # one study per pass: results keep being committed in between
 
     def _finish(self, index: int, result: InstanceResult, summary: RunSummary) -> None:
         for stage, seconds in result.timings.items():  # kept as run totals only
@@ -253,6 +281,10 @@ class Converter:
         while self._released in self._waiting:  # outcomes final up to here: release them
             released = self._waiting.pop(self._released)
             self._released += 1
+            if released.study_uid and released.study_uid != self._last_study:
+                if self._last_study is not None:
+                    self._left_behind.append(self._last_study)
+                self._last_study = released.study_uid
             self.on_result(released)
             run_hook(self.pm, "instance_converted",
                      {"record": released.report_record()}, on_error=summary.plugin_failures.add)
@@ -280,6 +312,7 @@ class Converter:
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
         summary.touched_studies.add(result.study_uid)  # in the tree: it must be indexed
+        self._settled.discard(result.study_uid)  # aggregated early: again at the end
         if first is None:
             self._remember(sop, index, result, winner=True)
             return
@@ -338,6 +371,7 @@ class Converter:
                             continue
                         for (index, _), result in zip(items, results, strict=True):
                             self._finish(index, result, summary)
+                    self._aggregate_left_behind(summary)
                 for items in running.values():
                     crashed.extend(items)
             for index, path in sorted(crashed):

@@ -38,6 +38,7 @@ from ..encode.multipart import (
 from ..encode.p10_writer import RebuildError
 from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
 from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
+from ..p10.datasets import int_value, uid_value
 from ..p10.frames import FrameLayout, frame_layout
 from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
 from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, FRAME_MEDIA_TYPES, lookup
@@ -79,7 +80,7 @@ def _pixel_vr(parsed: ParsedP10) -> str:
         return "OB"
     if pixel.vr in ("OB", "OW"):
         return pixel.vr
-    bits = parsed.dataset.get("BitsAllocated", 16)
+    bits = int_value(parsed.dataset, "BitsAllocated", 16)
     return "OW" if int(bits or 16) > 8 else "OB"
 
 
@@ -161,15 +162,16 @@ class InstanceConverter:
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
                            max_inflated_size=options.max_inflated_size, inspect=inflated.feed)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
-        if str(parsed.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+        if str(uid_value(parsed.file_meta, "MediaStorageSOPClassUID") or "") \
+                == DICOMDIR_SOP_CLASS:
             result.status = "skipped"
             result.reason = "DICOMDIR (media directory), not an instance"
             return None
         ds = parsed.dataset
         self.apply_transforms(ds)
-        result.study_uid = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
-        result.series_uid = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
-        result.sop_uid = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
+        result.study_uid = check_uid(uid_value(ds, "StudyInstanceUID"), "Study Instance UID")
+        result.series_uid = check_uid(uid_value(ds, "SeriesInstanceUID"), "Series Instance UID")
+        result.sop_uid = check_uid(uid_value(ds, "SOPInstanceUID"), "SOP Instance UID")
         staged = staging.new_instance(result.sop_uid)
         try:
             if parsed.deflated:  # the payloads are the inflated bytes

@@ -1,0 +1,300 @@
+"""Instances received one at a time (a C-STORE listener, STOW-RS) into a tree.
+
+Each arrival goes through the batch's code path: `run.instance.InstanceConverter` stages
+it, `run.commit.commit_instance` commits it through the store (one rename of a folder, or
+an object upload with the metadata last), and `index.aggregate.Aggregator` rewrites its
+study's study/series/QIDO files — debounced, since rewriting a study per instance would
+cost O(n^2) over a series.
+
+What is already in the tree decides a re-send: the instance's `info` record keeps the
+SHA-256 of the source it was converted from, so the same bytes again are a duplicate (a
+success: the sender may retry after a lost acknowledgement) and other bytes under the
+same SOP Instance UID are a conflict (a failure, the stored instance stays).
+
+A marker per study (`tree.names.pending_name`) is stored before an instance is committed
+and removed once its study is aggregated: a receiver killed in between (kill -9, power
+loss) aggregates those studies when it starts again, so the index catches up with every
+instance it acknowledged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pluggy
+
+from ..index.aggregate import Aggregator
+from ..p10.uids import InvalidUIDError, check_uid
+from ..plugins.manager import PluginFailures
+from ..run.commit import commit_instance
+from ..run.instance import InstanceConverter
+from ..run.options import ConvertOptions
+from ..run.result import InstanceResult
+from ..run.source import Source
+from ..store import StagedInstance, Store, describe_os_error
+from ..tree import names, urls
+from ..tree.reader import TreeReader
+
+log = logging.getLogger("dcmweb_static.receive")
+
+#: a study that keeps receiving (a long series streaming in) is aggregated at least this
+#: often, so its QIDO files are never more than this many seconds behind
+MAX_DELAY_SECONDS = 10.0
+#: an aggregation that failed (a full disk) is tried again after this long
+RETRY_SECONDS = 5.0
+
+
+@dataclass
+class _Pending:
+    """A study with instances committed since its last aggregation."""
+
+    first: float
+    last: float
+    #: bumped by every commit into the study: an aggregation that started before one
+    #: does not clear the study
+    generation: int = 0
+
+
+class Ingest:
+    """Receives instances one at a time into a tree (the C-STORE listener, STOW-RS): each is
+    converted by the batch's code path, committed, and its study's study/series/QIDO files
+    follow, debounced.
+
+    Thread-safe: `receive` may be called from many threads at once (one per association
+    or request). Conversion runs in the calling thread (a converter per thread: each keeps
+    a copy buffer); the check against the tree and the commit are serialised here; one
+    background thread aggregates studies `debounce_seconds` after their last instance, or
+    every `max_delay_seconds` while instances keep arriving."""
+
+    def __init__(self, store: Store, options: ConvertOptions, plugin_manager: pluggy.PluginManager,
+                 *, debounce_seconds: float = 2.0,
+                 max_delay_seconds: float = MAX_DELAY_SECONDS) -> None:
+        self.store = store
+        self.options = options
+        self.pm = plugin_manager
+        self.debounce_seconds = debounce_seconds
+        self.max_delay_seconds = max_delay_seconds
+        #: failures of the series/study result hooks, over the receiver's life
+        self.plugin_failures = PluginFailures()
+        self._reader = TreeReader(store)
+        self._local = threading.local()
+        self._commit_lock = threading.Lock()  # the tree check, the commit, the markers
+        self._aggregate_lock = threading.Lock()  # one aggregation at a time
+        self._wake = threading.Condition()
+        self._pending: dict[str, _Pending] = {}
+        self._closing = False
+        self._closed = False
+        self._session = store.session()
+        self._staging = self._session.__enter__()
+        try:
+            self._recover()
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+        self._thread = threading.Thread(target=self._debounce, name="dcmweb-aggregate",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- receiving -----------------------------------------------------------------------
+    def receive(self, source: Source) -> InstanceResult:
+        """Convert and commit one instance. Returns after it is committed (status
+        "converted"), or "duplicate" (this SOP Instance UID with the same content is in the
+        tree already: a success, nothing written), or "failed" with a one-line reason (a
+        conflict: this SOP Instance UID with other content; a bad data set; a tree that
+        cannot be written). Never raises for bad input."""
+        if self._closing:
+            return InstanceResult(path=source.name, status="failed",
+                                  reason="the receiver is shutting down")
+        result = self._converter().convert(source, self._staging)
+        result.timings = {}
+        if result.status == "skipped":  # a DICOMDIR: never an instance to store
+            result.status = "failed"
+        if result.status != "converted":
+            return result
+        assert result.staging and result.sop_uid and result.study_uid and result.series_uid
+        staged, result.staging = StagedInstance(result.staging), None
+        try:
+            with self._commit_lock:
+                self._commit(staged, result)
+        except OSError as exc:
+            result.status = "failed"
+            result.reason = f"cannot write the instance into the tree: {describe_os_error(exc)}"
+        finally:
+            staged.remove()  # used up by a commit; left over by a duplicate or a failure
+        return result
+
+    def _converter(self) -> InstanceConverter:
+        converter = getattr(self._local, "converter", None)
+        if converter is None:
+            converter = self._local.converter = InstanceConverter(self.options, self.pm)
+        return converter
+
+    def _commit(self, staged: StagedInstance, result: InstanceResult) -> None:
+        """Judge `result` against the tree, then commit it (with the lock held)."""
+        study, series, sop = result.study_uid, result.series_uid, result.sop_uid
+        assert study and series and sop
+        verdict = self._judge(staged, result)
+        if verdict is not None:
+            result.status, result.reason = verdict
+            return
+        self.store.put(names.pending_name(study), b"")  # first: a kill after the commit
+        commit_instance(self.store, staged, study, series, sop)  # leaves the marker
+        now = time.monotonic()
+        with self._wake:
+            pending = self._pending.get(study)
+            if pending is None:
+                self._pending[study] = _Pending(now, now)
+            else:
+                pending.last = now
+                pending.generation += 1
+            self._wake.notify()
+
+    def _judge(self, staged: StagedInstance, result: InstanceResult) -> tuple[str, str] | None:
+        """None when the instance is new to the tree; else its status and reason."""
+        study, series, sop = result.study_uid, result.series_uid, result.sop_uid
+        assert study and series and sop
+        folder = urls.instance_path(study, series, sop)
+        stored = _load_info(self.store.get(f"{folder}/{names.INFO}"))
+        if stored is None:
+            return None  # not there, or a folder without a record: replaced whole
+        source = stored.get("source")
+        digest = source.get("sha256") if isinstance(source, dict) else None
+        if digest is not None:
+            same = digest == result.sha256
+        else:  # converted through a transform: no source checksum kept; compare what
+            same = self._same_document(staged, study, series, sop)  # was published
+        if same:
+            return "duplicate", f"SOP Instance UID {sop} is in the tree already (same content)"
+        return "failed", (f"SOP Instance UID {sop} is in the tree already with different "
+                          "content; the stored instance was kept")
+
+    def _same_document(self, staged: StagedInstance, study: str, series: str, sop: str) -> bool:
+        stored = self._reader.instance_document(study, series, sop)
+        for packed in (True, False):
+            name = urls.instance_file("instance_metadata", packed)
+            if staged.exists(name):
+                data = staged.read(name)
+                if packed:
+                    data = gzip.decompress(data)
+                return stored is not None and orjson.loads(stored) == \
+                    orjson.loads(data.strip()[1:-1])
+        return False  # nothing to compare with (deduplicated form only): not the same
+
+    # -- aggregation ---------------------------------------------------------------------
+    def flush(self) -> None:
+        """Aggregate every pending study now (the study list too), in this thread."""
+        with self._wake:
+            studies = list(self._pending)
+        if studies:
+            self._aggregate(studies)
+
+    def close(self) -> None:
+        """Flush and stop the debounce thread; `receive` refuses instances from now on."""
+        if self._closed:
+            return
+        self._closing = True
+        with self._wake:
+            self._wake.notify()
+        self._thread.join()
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._session.__exit__(None, None, None)
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def pending_studies(self) -> list[str]:
+        """Studies with instances not aggregated yet."""
+        with self._wake:
+            return sorted(self._pending)
+
+    def _recover(self) -> None:
+        """Studies a killed receiver committed into but did not aggregate: due now."""
+        for name in self.store.children(names.PENDING_DIR):
+            try:
+                study = check_uid(name, "Study Instance UID")
+            except InvalidUIDError:
+                continue
+            self._pending[study] = _Pending(0.0, 0.0)
+
+    def _due(self, now: float) -> tuple[list[str], float | None]:
+        """Studies due for aggregation, and the seconds until the next one is."""
+        due, wait = [], None
+        for study, pending in self._pending.items():
+            at = min(pending.last + self.debounce_seconds, pending.first + self.max_delay_seconds)
+            if at <= now:
+                due.append(study)
+            else:
+                wait = at - now if wait is None else min(wait, at - now)
+        return due, wait
+
+    def _debounce(self) -> None:
+        """The aggregation thread: never raises (a failure is logged and tried again)."""
+        while True:
+            with self._wake:
+                while not self._closing:
+                    due, wait = self._due(time.monotonic())
+                    if due:
+                        break
+                    self._wake.wait(wait)
+                if self._closing:
+                    return  # close() flushes what is left
+            self._aggregate(due)
+
+    def _aggregate(self, studies: list[str]) -> None:
+        """Aggregate `studies`; each is cleared unless an instance arrived meanwhile."""
+        with self._aggregate_lock:
+            with self._wake:
+                started = {s: self._pending[s].generation for s in studies if s in self._pending}
+            if not started:
+                return
+            try:
+                Aggregator(self.store, self.pm, gzip=self.options.gzip,
+                           base_url=self.options.base_url,
+                           failures=self.plugin_failures).run(started)
+            except Exception as exc:  # a full disk, an unreadable tree: tried again later
+                log.error("study and series files of %d studies not updated: %s", len(started),
+                          describe_os_error(exc) if isinstance(exc, OSError) else exc)
+                retry = time.monotonic() + RETRY_SECONDS - self.debounce_seconds
+                with self._wake:
+                    for study in started:
+                        if study in self._pending:
+                            self._pending[study].last = max(self._pending[study].last, retry)
+                            self._pending[study].first = self._pending[study].last
+                return
+            with self._commit_lock:  # no commit (and its marker) between check and delete
+                with self._wake:
+                    cleared = [s for s, generation in started.items()
+                               if self._pending.get(s) is not None
+                               and self._pending[s].generation == generation]
+                    for study in cleared:
+                        del self._pending[study]
+                try:
+                    for study in cleared:
+                        self.store.delete(names.pending_name(study))
+                except OSError as exc:  # the marker only makes a restart aggregate again
+                    log.warning("cannot remove a pending-study marker: %s",
+                                describe_os_error(exc))
+            log.debug("aggregated %d studies", len(started))
+
+
+def _load_info(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        info = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return info if isinstance(info, dict) else None

@@ -299,3 +299,111 @@ def test_usage_errors(tmp_path: Path) -> None:
                           str(tmp_path / "out"), "--ae-title", "A" * 17],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "\n" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_listeners_into_one_tree_while_a_server_reads_it(
+        tmp_path: Path, series: list[Path], clean_tree: Path) -> None:
+    """Two listeners write one tree at once (each aggregates under the tree lock) while
+    `dcmweb serve` answers from it: every answer is whole (a listed instance's metadata is
+    there), and the tree ends as the clean run's."""
+    import httpx
+
+    from .servers import dcmweb_serve
+
+    out = tmp_path / "out"
+    out.mkdir()
+    study = synthetic.uid(1)
+    seen: list[int] = []
+    stop_reading = threading.Event()
+    problems: list[str] = []
+
+    def read(base: str) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop_reading.is_set():
+                listed = client.get(f"/studies/{study}/instances")
+                if listed.status_code == 404:
+                    continue
+                records = listed.json()  # a half-written list would not parse
+                seen.append(len(records))
+                for record in records[-3:]:
+                    sop = record["00080018"]["Value"][0]
+                    series_uid = record["0020000E"]["Value"][0]
+                    got = client.get(f"/studies/{study}/series/{series_uid}/instances/{sop}"
+                                     "/metadata")
+                    if got.status_code != 200 or len(got.json()) != 1:
+                        problems.append(f"{sop}: {got.status_code}")
+
+    with dcmweb_serve(out) as base, listening(out) as one, listening(out) as two:
+        reader = threading.Thread(target=read, args=(base,))
+        reader.start()
+        sends = [threading.Thread(target=storescu, args=(listener.port, part))
+                 for listener, part in ((one, series[0::2]), (two, series[1::2]))]
+        for thread in sends:
+            thread.start()
+        for thread in sends:
+            thread.join()
+        one.stop()
+        two.stop()
+        stop_reading.set()
+        reader.join()
+    assert not problems
+    assert seen and max(seen) == SERIES_SIZE
+    assert tree_files(out) == tree_files(clean_tree)
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (tests/s3server.py) with bucket `bkt`."""
+    import importlib.util
+
+    for module in ("s3fs", "moto", "boto3"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(port), "bkt"],
+                              cwd=Path(__file__).resolve().parent.parent, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_into_an_object_store(tmp_path: Path, series: list[Path], s3_endpoint: str,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)  # the listener process inherits them
+    port = free_port()
+    log = tmp_path / "s3.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "dcmweb_static.cli", "listen",
+                                    "s3://bkt/dw", "--port", str(port), "--debounce", "0.2"],
+                                   stderr=stderr)
+    try:
+        wait_for_port(port)
+        first = storescu(port, series[:6])
+        again = storescu(port, series[:2])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert first.returncode == 0 and again.returncode == 0
+    text = log.read_text()
+    assert "6 stored, 0 duplicates" in text and "0 stored, 2 duplicates" in text, text
+    study = synthetic.uid(1)
+    listed = httpx.get(f"{s3_endpoint}/bkt/dw/studies/{study}/instances")
+    assert listed.status_code == 200 and len(orjson.loads(listed.content)) == 6
+    assert httpx.get(f"{s3_endpoint}/bkt/dw/{names.pending_name(study)}").status_code == 404

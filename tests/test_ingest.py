@@ -214,3 +214,33 @@ def test_statuses_for_a_receiver(tmp_path: Path, series: list[Path]) -> None:
         assert named.status == module.DATA_SET_MISMATCH and "1.2.3" in named.result.reason
     assert not (out / urls.instance_path(synthetic.uid(1), synthetic.uid(1, 1),
                                          synthetic.uid(1, 1, 2))).exists()
+
+
+def test_plugins_see_each_outcome(tmp_path: Path, series: list[Path]) -> None:
+    """`instance_converted` is called for every received instance, as in a batch; a
+    plugin that raises is recorded in plugin_failures and stops nothing."""
+    from dcmweb_static import hookimpl
+
+    seen: list[str] = []
+
+    class Watcher:
+        @hookimpl
+        def instance_converted(self, record):
+            seen.append(record["status"])
+
+    class Flaky:
+        @hookimpl
+        def instance_converted(self, record):
+            raise RuntimeError("down")
+
+    pm = get_plugin_manager()
+    pm.register(Watcher(), name="watcher")
+    pm.register(Flaky(), name="flaky")
+    out = tmp_path / "out"
+    with Ingest(LocalStore(out), ConvertOptions(output=out), pm) as ingest:
+        data = series[0].read_bytes()
+        results = [ingest.receive(Source.from_bytes(d, "x")) for d in (data, data, b"junk")]
+    assert [r.status for r in results] == ["converted", "duplicate", "failed"]
+    assert seen == ["converted", "duplicate", "failed"]
+    (failure,) = ingest.plugin_failures.records()
+    assert failure["plugin"] == "flaky" and failure["count"] == 3

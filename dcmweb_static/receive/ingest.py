@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 import pluggy
 
+from ..errors import PluginError
 from ..index.aggregate import Aggregator
 from ..p10.uids import InvalidUIDError, check_uid
-from ..plugins.manager import PluginFailures
+from ..plugins.manager import PluginFailures, run_hook
 from ..run.commit import commit_instance
 from ..run.instance import InstanceConverter
 from ..run.options import ConvertOptions
@@ -104,8 +105,8 @@ class Ingest:
         self.pm = plugin_manager
         self.debounce_seconds = debounce_seconds
         self.max_delay_seconds = max_delay_seconds
-        #: failures of the series/study result hooks, over the receiver's life
-        self.plugin_failures = PluginFailures()
+        #: failures of the parent-side plugin hooks, over the receiver's life
+        self.plugin_failures: PluginFailures = _SharedFailures()
         self._reader = TreeReader(store)
         self._converter = InstanceConverter(options, plugin_manager)
         #: one conversion at a time: the converter records pydicom's warnings with
@@ -142,7 +143,14 @@ class Ingest:
                        sop_instance_uid: str | None = None) -> Receipt:
         """`receive`, with the DIMSE status a receiver answers (PS3.4 B.2.3): the C-STORE
         listener and STOW-RS's FailureReason. With `sop_instance_uid` (the request's
-        Affected SOP Instance UID), a data set naming another instance is refused."""
+        Affected SOP Instance UID), a data set naming another instance is refused. The
+        plugins' `instance_converted` hook sees each outcome, as in a batch."""
+        receipt = self._store(source, sop_instance_uid)
+        run_hook(self.pm, "instance_converted", {"record": receipt.result.report_record()},
+                 on_error=self.plugin_failures.add)
+        return receipt
+
+    def _store(self, source: Source, sop_instance_uid: str | None) -> Receipt:
         if self._closing:
             return Receipt(InstanceResult(path=source.name, status="failed",
                                           reason="the receiver is shutting down"),
@@ -332,6 +340,18 @@ class Ingest:
                     log.warning("cannot remove a pending-study marker: %s",
                                 describe_os_error(exc))
             log.debug("aggregated %d studies", len(started))
+
+
+class _SharedFailures(PluginFailures):
+    """PluginFailures added to from several threads (associations, the aggregation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, error: PluginError) -> None:
+        with self._lock:
+            super().add(error)
 
 
 def _os_error(reason: str | None) -> bool:

@@ -244,3 +244,24 @@ def test_plugins_see_each_outcome(tmp_path: Path, series: list[Path]) -> None:
     assert seen == ["converted", "duplicate", "failed"]
     (failure,) = ingest.plugin_failures.records()
     assert failure["plugin"] == "flaky" and failure["count"] == 3
+
+
+def test_transformed_resend_and_conflict(tmp_path: Path, series: list[Path]) -> None:
+    """Through deidentify no source checksum is kept: a re-send is judged by what would be
+    published (metadata and frames), so other pixels under one SOP UID are a conflict."""
+    from dcmweb_static.plugins.manager import prepare_transforms
+
+    out = tmp_path / "out"
+    pm = get_plugin_manager()
+    prepared, _ = prepare_transforms(pm, ("deidentify",), ("deidentify.secret=s1",), out)
+    options = ConvertOptions(output=out, plugins=("deidentify",), plugin_options=prepared)
+    other = pydicom.dcmread(series[0])
+    other.PixelData = bytes(len(other.PixelData))
+    changed = synthetic.save(other, tmp_path / "changed.dcm").read_bytes()
+    data = series[0].read_bytes()
+    with Ingest(LocalStore(out), options, pm) as ingest:
+        first, again, conflict = (ingest.receive(Source.from_bytes(d, "x"))
+                                  for d in (data, data, changed))
+        assert first.status == "converted" and first.sop_uid != other.SOPInstanceUID
+        assert again.status == "duplicate", again.reason
+        assert conflict.status == "failed" and "different content" in conflict.reason

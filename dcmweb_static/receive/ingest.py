@@ -20,7 +20,6 @@ instance it acknowledged.
 from __future__ import annotations
 
 import builtins
-import gzip
 import logging
 import threading
 import time
@@ -41,7 +40,7 @@ from ..run.result import InstanceResult
 from ..run.source import Source
 from ..store import StagedInstance, Store, describe_os_error
 from ..tree import names, urls
-from ..tree.reader import TreeReader
+from ..tree.publish import object_plan
 
 log = logging.getLogger("dcmweb_static.receive")
 
@@ -107,7 +106,6 @@ class Ingest:
         self.max_delay_seconds = max_delay_seconds
         #: failures of the parent-side plugin hooks, over the receiver's life
         self.plugin_failures: PluginFailures = _SharedFailures()
-        self._reader = TreeReader(store)
         self._converter = InstanceConverter(options, plugin_manager)
         #: one conversion at a time: the converter records pydicom's warnings with
         #: warnings.catch_warnings, which is process-wide state (not thread-safe), and
@@ -220,23 +218,28 @@ class Ingest:
         if digest is not None:
             same = digest == result.sha256
         else:  # converted through a transform: no source checksum kept; compare what
-            same = self._same_document(staged, study, series, sop)  # was published
+            same = self._same_published(staged, folder)  # was published
         if same:
             return "duplicate", f"SOP Instance UID {sop} is in the tree already (same content)"
         return "failed", (f"SOP Instance UID {sop} is in the tree already with different "
                           "content; the stored instance was kept")
 
-    def _same_document(self, staged: StagedInstance, study: str, series: str, sop: str) -> bool:
-        stored = self._reader.instance_document(study, series, sop)
-        for packed in (True, False):
-            name = urls.instance_file("instance_metadata", packed)
-            if staged.exists(name):
-                data = staged.read(name)
-                if packed:
-                    data = gzip.decompress(data)
-                return stored is not None and orjson.loads(stored) == \
-                    orjson.loads(data.strip()[1:-1])
-        return False  # nothing to compare with (deduplicated form only): not the same
+    def _same_published(self, staged: StagedInstance, folder: str) -> bool:
+        """Whether every file the staged instance would publish (metadata, frames, bulk
+        data; not the info record, which names the tool's version, nor staged-only dot
+        names) is stored with the same bytes: a transformed instance's own content."""
+        if self.store.layout == "object":
+            pairs = [(item.staged_name, item.key) for item in object_plan(staged, folder)]
+        else:
+            pairs = [(name, f"{folder}/{name}") for name in staged.files()]
+        compared = 0
+        for name, key in pairs:
+            if name == names.INFO or name.startswith("."):
+                continue
+            if self.store.get(key) != staged.read(name):
+                return False
+            compared += 1
+        return compared > 0
 
     # -- aggregation ---------------------------------------------------------------------
     def flush(self) -> None:

@@ -58,9 +58,15 @@ def _ingest(out: Path, **kwargs) -> Ingest:
     return Ingest(LocalStore(out), ConvertOptions(output=out), get_plugin_manager(), **kwargs)
 
 
-def test_received_instances_give_the_batch_tree(tmp_path: Path, series: list[Path]) -> None:
-    convert(series, tmp_path / "batch")
-    with _ingest(tmp_path / "received") as ingest:
+@pytest.mark.parametrize("options", [{}, {"deduplicate": True, "instances": False},
+                                     {"deduplicate": True, "instances": True, "part10": True,
+                                      "gzip": False}], ids=["plain", "dedup-only", "dedup-part10"])
+def test_received_instances_give_the_batch_tree(tmp_path: Path, series: list[Path],
+                                                options: dict) -> None:
+    convert(series, tmp_path / "batch", **options)
+    out = tmp_path / "received"
+    with Ingest(LocalStore(out), ConvertOptions(output=out, **options),
+                get_plugin_manager()) as ingest:
         results = [ingest.receive(Source.from_bytes(p.read_bytes(), f"received {p.name}"))
                    for p in series]
     assert [r.status for r in results] == ["converted"] * len(series), results

@@ -1,7 +1,8 @@
 """dcmweb-static: DICOM Part 10 files in, a static DICOMweb tree out.
 
 The public API, importable from here: ``Converter`` and ``ConvertOptions`` (convert a
-batch), ``Source`` (a file, bytes or a stream to convert), the stores (``LocalStore``,
+batch), ``Source`` (a file, bytes or a stream to convert), ``Ingest`` (receive instances one at
+a time: the C-STORE listener, STOW-RS), the stores (``LocalStore``,
 ``MemoryStore``), ``get_plugin_manager`` and, for plugin authors, ``hookimpl`` and the
 types plugins see. They are imported on first use, so ``import dcmweb_static`` stays
 cheap (worker start-up, ``dcmweb --version``).
@@ -22,6 +23,7 @@ _PUBLIC = {
     "InstanceResult": "dcmweb_static.run.result",
     "RunSummary": "dcmweb_static.run.report",
     "Source": "dcmweb_static.run.source",
+    "Ingest": "dcmweb_static.receive.ingest",
     "BulkThresholds": "dcmweb_static.encode.dicom_json",
     "LocalStore": "dcmweb_static.store",
     "MemoryStore": "dcmweb_static.store",

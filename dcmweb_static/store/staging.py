@@ -9,6 +9,7 @@ worker processes.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
+
+_STAGED = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ class StagingArea:
 
     def new_instance(self, label: str) -> StagedInstance:
         """A new empty instance folder; `label` is a checked UID (for people reading it)."""
-        path = os.path.join(self.path, f"{label}.{os.getpid()}.{time.monotonic_ns()}")
+        # the counter: two threads (a receiver's) may stage one UID in the same nanosecond
+        path = os.path.join(self.path, f"{label}.{os.getpid()}.{time.monotonic_ns()}."
+                                       f"{next(_STAGED)}")
         os.makedirs(path)
         return StagedInstance(path)
 

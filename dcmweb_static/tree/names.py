@@ -47,3 +47,13 @@ def level_folder(study: str, series: str | None = None, sop: str | None = None) 
         assert series is not None
         return instance_path(study, series, sop)
     return series_path(study, series) if series is not None else study_path(study)
+
+
+#: studies whose study/series/QIDO files a receiver (`receive.Ingest`) owes: an empty
+#: marker per study, stored before an instance is committed and removed once the study is
+#: aggregated, so a receiver killed in between mends the index when it starts again
+PENDING_DIR = ".dcmweb-pending"
+
+
+def pending_name(study: str) -> str:
+    return f"{PENDING_DIR}/{study}"

@@ -220,6 +220,42 @@ def test_post_to_another_study_is_refused(server, sent) -> None:
     assert response.json()["00081190"]["Value"] == [f"{url}/studies/{ds.StudyInstanceUID}"]
 
 
+def test_uploads_at_once_lose_nothing(server) -> None:
+    url, _ = server
+    study = syn.uid(720)
+
+    def upload(client_number: int) -> list[str]:
+        datasets = [renewed_copy(base, syn.uid(720, client_number, i), study) for i, base in
+                    enumerate(small_series(client_number), 1)]
+        response = DICOMwebClient(url).store_instances(datasets)
+        return [item.ReferencedSOPInstanceUID for item in response.ReferencedSOPSequence]
+
+    results: dict[int, list[str]] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, upload(n)))
+               for n in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = {syn.uid(720, n, i) for n in range(1, 5) for i in range(1, 6)}
+    assert {sop for stored in results.values() for sop in stored} == expected
+    wait_until(lambda: len(qido_instances(url, study)) == len(expected))
+    assert {i["00080018"]["Value"][0] for i in qido_instances(url, study)} == expected
+
+
+def small_series(series: int) -> list[Dataset]:
+    """Five 16 x 16 slices of series `series` of study 720."""
+    datasets = []
+    for i in range(1, 6):
+        ds = syn.base_dataset(syn.uid(720), syn.uid(720, series), syn.uid(720, series, i),
+                              instance_number=i, series_number=series, rich=False)
+        syn.add_pixels(ds, rows=16, columns=16, bits=12, seed=i)
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        datasets.append(ds)
+    return datasets
+
+
 @pytest.mark.parametrize("content_type, status", [
     ("application/dicom", 415),
     ('multipart/related; type="application/dicom+json"; boundary=b', 415),

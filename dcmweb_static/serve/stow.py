@@ -19,6 +19,7 @@ its body is read. Reads (GET) stay open, as a static server's are.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -191,7 +192,18 @@ class StowReceiver:
             return Response(str(exc), status_code=400)
         outcomes: list[Outcome] = []
         part: _Part | None = None
+        # the part before this one, converting in a thread while this one arrives: one at
+        # a time per request, so outcomes keep the parts' order and two spools at most
+        # exist per request
+        converting: asyncio.Task[Outcome] | None = None
         base = self.settings.base_url or _server_url(request)
+
+        async def settle() -> None:
+            nonlocal converting
+            if converting is not None:
+                task, converting = converting, None
+                outcomes.append(await task)
+
         try:
             async for chunk in request.stream():
                 for event in reader.feed(chunk):
@@ -202,16 +214,22 @@ class StowReceiver:
                         self._write(part, event.data)
                     elif isinstance(event, PartEnd):
                         assert part is not None
-                        outcomes.append(await self._finish(part, target, base))
+                        await settle()
+                        converting = asyncio.create_task(self._finish(part, target, base))
                         part = None
             reader.finish()
+            await settle()
         except BadMultipart as exc:
+            await settle()
             if not outcomes:
                 return Response(str(exc), status_code=400)
             outcomes.append(Outcome(code=CANNOT_UNDERSTAND, reason=str(exc)))
         finally:
             if part is not None and part.spool is not None:
                 part.spool.close()
+            if converting is not None:  # the client went away: the thread still ends
+                converting.cancel()  # (it is not abandoned), then its spool is closed
+                converting.add_done_callback(_retrieved)
         if not outcomes:
             return Response("the message holds no part", status_code=400)
         return store_response(outcomes, base, target)
@@ -279,6 +297,12 @@ class StowReceiver:
         outcome.reason = result.reason or result.status
         log.warning("STOW-RS: %s failed: %s", sop, outcome.reason)
         return outcome
+
+
+def _retrieved(task: asyncio.Task[Outcome]) -> None:
+    """Collects a cancelled conversion's end (so asyncio logs no unretrieved error)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("STOW-RS conversion ended with %s", task.exception())
 
 
 def _server_url(request: Request) -> str:

@@ -33,7 +33,7 @@ from dcmweb_static.serve.multipart_body import (
 
 from . import corpus
 from .reference import assert_same_dataset, reference_frames
-from .servers import free_port, wait_for_port
+from .servers import free_port, nginx, wait_for_port
 
 DCMWEB = Path(sys.executable).parent / "dcmweb"
 TOKEN = "s3cret-token-of-the-tests-0123456789"
@@ -320,6 +320,24 @@ def test_without_stow_a_post_is_405(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_nginx_on_the_same_folder_takes_no_post(server, sent, tmp_path: Path) -> None:
+    url, out = server
+    ds = sent["rle"]
+    DICOMwebClient(url).store_instances([ds])
+    wait_until(lambda: (out / "studies" / "index.json.gz").is_file())
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if ".tmp" not in p.parts)
+    with nginx(out, tmp_path / "nginx") as static:
+        other = renewed_copy(ds, syn.uid(700, 5, 1))
+        for target in ("/studies", f"/studies/{ds.StudyInstanceUID}"):
+            response = httpx.post(static + target, content=message([p10(other)]),
+                                  headers={"Content-Type": CONTENT_TYPE})
+            assert response.status_code in (404, 405), target  # never a 2xx
+        # and it serves what STOW-RS stored
+        assert DICOMwebClient(static).retrieve_instance_metadata(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if ".tmp" not in p.parts) == before
 
 
 def test_part_limit(tmp_path: Path, sent) -> None:

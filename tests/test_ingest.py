@@ -21,7 +21,7 @@ from dcmweb_static import (
     get_plugin_manager,
     synthetic,
 )
-from dcmweb_static.tree import names
+from dcmweb_static.tree import names, urls
 from dcmweb_static.tree.reader import TreeReader
 
 from .treeutil import convert
@@ -189,3 +189,28 @@ def test_closed_refuses(tmp_path: Path, series: list[Path]) -> None:
     ingest.close()  # twice is fine
     result = ingest.receive(Source.from_bytes(series[0].read_bytes(), "late"))
     assert result.status == "failed" and "shutting down" in result.reason
+
+
+def test_statuses_for_a_receiver(tmp_path: Path, series: list[Path]) -> None:
+    """store_instance: the DIMSE status the C-STORE listener and STOW-RS answer with."""
+    from dcmweb_static.receive import ingest as module
+
+    out = tmp_path / "out"
+    other = pydicom.dcmread(series[0])
+    other.PatientName = "Someone^Else"
+    changed = synthetic.save(other, tmp_path / "changed.dcm").read_bytes()
+    data = series[0].read_bytes()
+    with _ingest(out) as ingest:
+        assert ingest.store_instance(Source.from_bytes(data, "a")).status == module.SUCCESS
+        again = ingest.store_instance(Source.from_bytes(data, "a"),
+                                      sop_instance_uid=other.SOPInstanceUID)
+        assert again.ok and again.result.status == "duplicate"
+        assert ingest.store_instance(Source.from_bytes(changed, "b")).status == \
+            module.DUPLICATE_SOP_INSTANCE
+        assert ingest.store_instance(Source.from_bytes(b"junk", "c")).status == \
+            module.CANNOT_UNDERSTAND
+        named = ingest.store_instance(Source.from_bytes(series[1].read_bytes(), "d"),
+                                      sop_instance_uid="1.2.3")
+        assert named.status == module.DATA_SET_MISMATCH and "1.2.3" in named.result.reason
+    assert not (out / urls.instance_path(synthetic.uid(1), synthetic.uid(1, 1),
+                                         synthetic.uid(1, 1, 2))).exists()

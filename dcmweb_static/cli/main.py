@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -326,6 +328,75 @@ class _InputType(click.ParamType):
         return self._path.convert(value, param, ctx)
 
 
+_CONVERSION_OPTIONS = (
+    click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
+                 help="Write metadata as .gz files (served with Content-Encoding: gzip)."),
+    click.option("--private-bulk-size", "--privateBulkSize", "private_bulk_size", default=64,
+                 show_default=True, type=click.IntRange(min=0),
+                 help="Private values longer than this many bytes become BulkDataURI."),
+    click.option("--public-bulk-size", "--publicBulkSize", "public_bulk_size", default=131074,
+                 show_default=True, type=click.IntRange(min=0),
+                 help="Public values longer than this many bytes become BulkDataURI."),
+    click.option("--base-url", default=None,
+                 help="Write absolute BulkDataURIs under this URL instead of relative ones."),
+    click.option("--deduplicate", is_flag=True,
+                 help="Write the deduplicated metadata form under OUT/deduplicated/."),
+    click.option("--instances", is_flag=True,
+                 help="With --deduplicate: write the per-instance metadata files as well."),
+    click.option("--plugin", "plugin_names", multiple=True, metavar="NAME",
+                 help="Turn on a named transform (see `dcmweb plugins`); repeatable, in order."),
+    click.option("--plugin-option", "plugin_option_values", multiple=True,
+                 metavar="NAME.KEY=VALUE",
+                 help="An option for a transform (keys: see `dcmweb plugins`); repeatable."),
+    click.option("--max-inflated-size", type=ByteSize(), default=MAX_INFLATED_SIZE,
+                 show_default="4G",
+                 help="A deflated file inflating to more bytes fails (e.g. 512M, 4G)."),
+    click.option("--part10", is_flag=True,
+                 help="Also write each instance's P10 as a ready multipart file, so static "
+                      "servers answer WADO-RS retrieval of instances (about doubles the tree)."),
+    click.option("--rendered", is_flag=True,
+                 help="Also write each frame rendered (.../frames/N/rendered, .../rendered)."),
+    click.option("--thumbnails", is_flag=True,
+                 help="Also write instance, series and study thumbnails (fit in 256x256)."),
+    click.option("--rendered-format", type=click.Choice(["jpeg", "png"]), default="jpeg",
+                 show_default=True, help="Format of rendered frames and thumbnails."),
+)
+
+
+def conversion_options(command: Any) -> Any:
+    """The options of how instances are converted, shared by `convert` and the receivers
+    (`listen`); `conversion_from` makes the ConvertOptions of their values."""
+    for option in reversed(_CONVERSION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def conversion_from(output: Path, values: dict[str, Any], *, quiet: bool,
+                    storage_options: dict[str, Any] | None = None) -> ConvertOptions:
+    """The ConvertOptions of `conversion_options`' values (popped from `values`)."""
+    plugin_names = values.pop("plugin_names")
+    plugin_options = _plugin_options(plugin_names, values.pop("plugin_option_values"), output,
+                                     quiet)
+    deduplicate, instances = values.pop("deduplicate"), values.pop("instances")
+    return ConvertOptions(
+        output=output,
+        gzip=values.pop("use_gzip"),
+        thresholds=BulkThresholds(private=values.pop("private_bulk_size"),
+                                  public=values.pop("public_bulk_size")),
+        base_url=values.pop("base_url"),
+        deduplicate=deduplicate,
+        instances=instances or not deduplicate,
+        plugins=plugin_names,
+        plugin_options=plugin_options,
+        max_inflated_size=values.pop("max_inflated_size"),
+        part10=values.pop("part10"),
+        rendered=values.pop("rendered"),
+        thumbnails=values.pop("thumbnails"),
+        rendered_format=values.pop("rendered_format"),
+        storage_options=storage_options or {},
+    )
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=_InputType())
 @click.option("-d", "--dicomweb-dir", "output_target", default="/dicomweb", show_default=True,
@@ -342,36 +413,7 @@ class _InputType(click.ParamType):
                    "starts a LocalCluster of -j workers.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: all cores].")
-@click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True,
-              help="Write metadata as .gz files (served with Content-Encoding: gzip).")
-@click.option("--private-bulk-size", "--privateBulkSize", "private_bulk_size", default=64,
-              show_default=True, type=click.IntRange(min=0),
-              help="Private values longer than this many bytes become BulkDataURI.")
-@click.option("--public-bulk-size", "--publicBulkSize", "public_bulk_size", default=131074,
-              show_default=True, type=click.IntRange(min=0),
-              help="Public values longer than this many bytes become BulkDataURI.")
-@click.option("--base-url", default=None,
-              help="Write absolute BulkDataURIs under this URL instead of relative ones.")
-@click.option("--deduplicate", is_flag=True,
-              help="Write the deduplicated metadata form under OUT/deduplicated/.")
-@click.option("--instances", is_flag=True,
-              help="With --deduplicate: write the per-instance metadata files as well.")
-@click.option("--plugin", "plugin_names", multiple=True, metavar="NAME",
-              help="Turn on a named transform (see `dcmweb plugins`); repeatable, in order.")
-@click.option("--plugin-option", "plugin_option_values", multiple=True, metavar="NAME.KEY=VALUE",
-              help="An option for a transform (keys: see `dcmweb plugins`); repeatable.")
-@click.option("--max-inflated-size", type=ByteSize(), default=MAX_INFLATED_SIZE,
-              show_default="4G",
-              help="A deflated file inflating to more bytes fails (e.g. 512M, 4G).")
-@click.option("--part10", is_flag=True,
-              help="Also write each instance's P10 as a ready multipart file, so static "
-                   "servers answer WADO-RS retrieval of instances (about doubles the tree).")
-@click.option("--rendered", is_flag=True,
-              help="Also write each frame rendered (.../frames/N/rendered, .../rendered).")
-@click.option("--thumbnails", is_flag=True,
-              help="Also write instance, series and study thumbnails (fit in 256x256).")
-@click.option("--rendered-format", type=click.Choice(["jpeg", "png"]), default="jpeg",
-              show_default=True, help="Format of rendered frames and thumbnails.")
+@conversion_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JSON record of every input file here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -379,12 +421,7 @@ class _InputType(click.ParamType):
 def convert(inputs: tuple[Path | str, ...], output_target: str,
             storage_option_values: tuple[str, ...],
             cache_control: str | None, scheduler: str | None, jobs: int | None,
-            use_gzip: bool,
-            private_bulk_size: int, public_bulk_size: int, base_url: str | None,
-            deduplicate: bool, instances: bool, plugin_names: tuple[str, ...],
-            plugin_option_values: tuple[str, ...], max_inflated_size: int, part10: bool,
-            rendered: bool, thumbnails: bool, rendered_format: str, report_path: Path | None,
-            quiet: bool, verbose: bool) -> None:
+            report_path: Path | None, quiet: bool, verbose: bool, **conversion: Any) -> None:
     """Convert DICOM files and folders (searched recursively) into OUTPUT."""
     store = _open_output(output_target, storage_option_values, cache_control)
     storage_options = _storage_options(storage_option_values)
@@ -392,7 +429,7 @@ def convert(inputs: tuple[Path | str, ...], output_target: str,
     # a transform's prepare() looks into a local tree only: an object store's tree is not
     # checked there (see docs/deployment.md)
     output = Path(output_target)
-    plugin_options = _plugin_options(plugin_names, plugin_option_values, output, quiet)
+    options = conversion_from(output, conversion, quiet=quiet, storage_options=storage_options)
     if url is None:
         try:
             notes = output_overlap([i for i in inputs if isinstance(i, Path)], output)
@@ -410,22 +447,6 @@ def convert(inputs: tuple[Path | str, ...], output_target: str,
     except (OSError, ValueError) as exc:
         raise click.BadParameter(describe(exc) if isinstance(exc, OSError) else str(exc),
                                  param_hint="INPUTS") from None
-    options = ConvertOptions(
-        output=output,
-        gzip=use_gzip,
-        thresholds=BulkThresholds(private=private_bulk_size, public=public_bulk_size),
-        base_url=base_url,
-        deduplicate=deduplicate,
-        instances=instances or not deduplicate,
-        plugins=plugin_names,
-        plugin_options=plugin_options,
-        max_inflated_size=max_inflated_size,
-        part10=part10,
-        rendered=rendered,
-        thumbnails=thumbnails,
-        rendered_format=rendered_format,
-        storage_options=storage_options,
-    )
     progress = _progress_bar(len(files), quiet)
 
     def on_result(result: InstanceResult) -> None:
@@ -467,6 +488,74 @@ def convert(inputs: tuple[Path | str, ...], output_target: str,
 
         print_summary(summary, Console(stderr=True), verbose=verbose)
     sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("output_target", metavar="OUT")
+@click.option("--port", default=11112, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port to listen on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--ae-title", default="DCMWEB", show_default=True, help="This receiver's AE title.")
+@click.option("--allow-ae", "allowed_aes", multiple=True, metavar="AE",
+              help="Accept associations only from this calling AE title; repeatable "
+                   "[default: from any].")
+@click.option("--max-associations", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Associations served at once.")
+@click.option("--debounce", "debounce_seconds", default=2.0, show_default=True,
+              type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Study/series/QIDO files follow this long after a study's last instance.")
+@click.option("--storage-option", "storage_option_values", multiple=True, metavar="KEY=VALUE",
+              help="An fsspec option of an object store OUT (e.g. endpoint_url=...).")
+@click.option("--cache-control", default=None, metavar="VALUE",
+              help="Cache-Control header of every object written into an object store.")
+@conversion_options
+@click.option("-q", "--quiet", is_flag=True, help="Log only problems, not every association.")
+def listen(output_target: str, port: int, host: str, ae_title: str,
+           allowed_aes: tuple[str, ...], max_associations: int, debounce_seconds: float,
+           storage_option_values: tuple[str, ...], cache_control: str | None, quiet: bool,
+           **conversion: Any) -> None:
+    """Receive instances over DICOM (C-ECHO, C-STORE) into OUT, a folder or an object store
+    URL (s3://bucket/prefix), converted as `convert` does; runs until SIGTERM or Ctrl-C."""
+    store = _open_output(output_target, storage_option_values, cache_control)
+    storage_options = _storage_options(storage_option_values)
+    output = Path(output_target)
+    options = conversion_from(output, conversion, quiet=quiet, storage_options=storage_options)
+    if getattr(store, "url", None) is None:
+        _ensure_output(output)
+    try:
+        import pynetdicom  # noqa: F401  (an optional extra)
+
+        from ..receive.scp import StorageSCP
+    except ImportError as exc:
+        raise click.UsageError(f"{exc.name or exc} is not installed, needed by `listen` "
+                               "(pip install 'dcmweb-static[listen]')") from None
+    from ..receive.ingest import Ingest
+    from ..run.stopping import catch_stop
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s dcmweb listen: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its own log: too chatty
+    try:
+        with catch_stop() as stop, \
+                Ingest(store, options, plugin_manager(), debounce_seconds=debounce_seconds) \
+                as ingest:
+            scp = StorageSCP(ingest, host=host, port=port, ae_title=ae_title,
+                             allowed_aes=allowed_aes, max_associations=max_associations)
+            bound = scp.start()
+            click.echo(f"listening on {bound[0]}:{bound[1]} as {ae_title!r} into "
+                       f"{output_target} (SIGTERM or Ctrl-C stops)", err=True)
+            try:
+                signum = stop.wait()
+                click.echo(f"stopping ({signal.Signals(signum).name}): finishing the "
+                           "associations in progress", err=True)
+            finally:
+                scp.stop()
+    except ValueError as exc:  # an AE title pynetdicom refuses
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # the port in use, a tree that cannot be written
+        raise click.ClickException(describe(exc)) from None
+    _plugin_failures(ingest.plugin_failures)
 
 
 def _add_plugin_commands() -> None:

@@ -99,6 +99,9 @@ _add(
 _add(["1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108"], "video/H265", True, video=True)
 
 
+#: every transfer syntax described here (a receiver accepts these)
+KNOWN_TRANSFER_SYNTAXES = tuple(_KNOWN)
+
 #: the media types frames can have besides application/octet-stream (a static server
 #: sends one of them in a frame response's header)
 FRAME_MEDIA_TYPES = tuple(sorted({ts.media_type for ts in _KNOWN.values()} - {OCTET_STREAM}))

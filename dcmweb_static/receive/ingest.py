@@ -19,6 +19,7 @@ instance it acknowledged.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import logging
 import threading
@@ -48,6 +49,29 @@ log = logging.getLogger("dcmweb_static.receive")
 MAX_DELAY_SECONDS = 10.0
 #: an aggregation that failed (a full disk) is tried again after this long
 RETRY_SECONDS = 5.0
+
+
+#: DIMSE statuses of a stored instance (PS3.4 B.2.3, PS3.7 C): success (also for a
+#: re-send of what is stored), the tree cannot be written, the data set names another
+#: instance than the request, the data set cannot be converted, and a conflict (another
+#: instance with this SOP Instance UID is stored)
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What `Ingest.store_instance` did: the instance's result and the status to answer."""
+
+    result: InstanceResult
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
 
 
 @dataclass
@@ -108,26 +132,45 @@ class Ingest:
         tree already: a success, nothing written), or "failed" with a one-line reason (a
         conflict: this SOP Instance UID with other content; a bad data set; a tree that
         cannot be written). Never raises for bad input."""
+        return self.store_instance(source).result
+
+    def store_instance(self, source: Source, *,
+                       sop_instance_uid: str | None = None) -> Receipt:
+        """`receive`, with the DIMSE status a receiver answers (PS3.4 B.2.3): the C-STORE
+        listener and STOW-RS's FailureReason. With `sop_instance_uid` (the request's
+        Affected SOP Instance UID), a data set naming another instance is refused."""
         if self._closing:
-            return InstanceResult(path=source.name, status="failed",
-                                  reason="the receiver is shutting down")
+            return Receipt(InstanceResult(path=source.name, status="failed",
+                                          reason="the receiver is shutting down"),
+                           OUT_OF_RESOURCES)
         result = self._converter().convert(source, self._staging)
         result.timings = {}
         if result.status == "skipped":  # a DICOMDIR: never an instance to store
             result.status = "failed"
         if result.status != "converted":
-            return result
+            if result.staging:
+                StagedInstance(result.staging).remove()
+            # staging that cannot be written is the receiver's trouble; the rest the data set's
+            return Receipt(result, OUT_OF_RESOURCES if _os_error(result.reason)
+                           else CANNOT_UNDERSTAND)
         assert result.staging and result.sop_uid and result.study_uid and result.series_uid
         staged, result.staging = StagedInstance(result.staging), None
+        status = SUCCESS
         try:
-            with self._commit_lock:
-                self._commit(staged, result)
+            if sop_instance_uid is not None and sop_instance_uid != result.sop_uid:
+                result.status, status = "failed", DATA_SET_MISMATCH
+                result.reason = (f"the data set's SOP Instance UID {result.sop_uid} is not "
+                                 f"the request's {sop_instance_uid}")
+            else:
+                with self._commit_lock:
+                    if not self._commit(staged, result):
+                        status = DUPLICATE_SOP_INSTANCE
         except OSError as exc:
-            result.status = "failed"
+            result.status, status = "failed", OUT_OF_RESOURCES
             result.reason = f"cannot write the instance into the tree: {describe_os_error(exc)}"
         finally:
             staged.remove()  # used up by a commit; left over by a duplicate or a failure
-        return result
+        return Receipt(result, status)
 
     def _converter(self) -> InstanceConverter:
         converter = getattr(self._local, "converter", None)
@@ -135,14 +178,15 @@ class Ingest:
             converter = self._local.converter = InstanceConverter(self.options, self.pm)
         return converter
 
-    def _commit(self, staged: StagedInstance, result: InstanceResult) -> None:
-        """Judge `result` against the tree, then commit it (with the lock held)."""
+    def _commit(self, staged: StagedInstance, result: InstanceResult) -> bool:
+        """Judge `result` against the tree, then commit it (with the lock held). False for
+        a conflict (the stored instance stays)."""
         study, series, sop = result.study_uid, result.series_uid, result.sop_uid
         assert study and series and sop
         verdict = self._judge(staged, result)
         if verdict is not None:
             result.status, result.reason = verdict
-            return
+            return result.status == "duplicate"
         self.store.put(names.pending_name(study), b"")  # first: a kill after the commit
         commit_instance(self.store, staged, study, series, sop)  # leaves the marker
         now = time.monotonic()
@@ -154,6 +198,7 @@ class Ingest:
                 pending.last = now
                 pending.generation += 1
             self._wake.notify()
+        return True
 
     def _judge(self, staged: StagedInstance, result: InstanceResult) -> tuple[str, str] | None:
         """None when the instance is new to the tree; else its status and reason."""
@@ -288,6 +333,12 @@ class Ingest:
                     log.warning("cannot remove a pending-study marker: %s",
                                 describe_os_error(exc))
             log.debug("aggregated %d studies", len(started))
+
+
+def _os_error(reason: str | None) -> bool:
+    """Whether a conversion failed on an OSError (the converter names its type first)."""
+    found = getattr(builtins, (reason or "").partition(":")[0], None)
+    return isinstance(found, type) and issubclass(found, OSError)
 
 
 def _load_info(data: bytes | None) -> dict[str, Any] | None:

@@ -67,3 +67,39 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class StopWait:
+    """For a server: the stop signal to wait for (`wait` returns its number)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = threading.Event()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
+
+    def wait(self) -> int:
+        while not self._event.wait(0.5):  # a timeout: the handler runs between waits
+            pass
+        assert self.signum is not None
+        return self.signum
+
+
+@contextmanager
+def catch_stop() -> Iterator[StopWait]:
+    """SIGINT, SIGTERM and SIGHUP (unless handled or ignored, as in `stop_on_signals`)
+    end the wait of the yielded `StopWait` instead of the process; caught from the start
+    of the block, so a signal that comes before the wait is not lost."""
+    waiter = StopWait()
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            previous[signum] = signal.signal(signum, waiter._handle)
+    try:
+        yield waiter
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

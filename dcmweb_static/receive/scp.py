@@ -1,0 +1,206 @@
+"""`dcmweb listen`: a DICOM Storage SCP (pynetdicom) that stores what it receives through
+`receive.ingest.Ingest` — C-ECHO, and C-STORE of every storage SOP class in every
+transfer syntax the converter knows, compressed and deflated ones included.
+
+Each C-STORE data set is kept as it came over the network (never decoded and encoded
+again by pydicom): a File Meta Information header made here from the request (its SOP
+Class and Instance UIDs, the presentation context's transfer syntax) is put in front of
+the received bytes, and that P10 is handed to the ingest as a `Source.from_bytes`. The
+header names this receiver with a fixed implementation UID and no version, so the same
+data set sent twice gives the same bytes, whoever sends it: a re-send is a duplicate, not
+a conflict. The status is answered only after the instance is committed to the tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..p10.transfer_syntax import KNOWN_TRANSFER_SYNTAXES
+from ..p10.uids import InvalidUIDError, check_uid
+from ..run.source import Source
+from .ingest import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Ingest
+
+log = logging.getLogger("dcmweb_static.receive")
+
+#: the Implementation Class UID of the File Meta Information made for received data sets:
+#: a UUID-derived UID (PS3.5 B.2), fixed, so a re-sent data set gives the same bytes
+IMPLEMENTATION_CLASS_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID,
+                                                   "dcmweb-static C-STORE receiver").int)
+IMPLEMENTATION_VERSION_NAME = "DCMWEB_RECEIVE"
+#: an ErrorComment is an LO value: at most 64 characters, no backslash
+ERROR_COMMENT_LENGTH = 64
+DEFAULT_AE_TITLE = "DCMWEB"
+#: seconds `stop` waits for associations in progress before it aborts them
+STOP_GRACE_SECONDS = 30.0
+
+
+def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str,
+                 dataset: bytes) -> bytes:
+    """A P10 file of a received data set: preamble, `DICM`, File Meta Information made
+    from the request, then `dataset` exactly as received (deflated ones stay deflated).
+    The UIDs are checked (InvalidUIDError): they come from the network."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = check_uid(sop_class_uid, "Affected SOP Class UID")
+    meta.MediaStorageSOPInstanceUID = check_uid(sop_instance_uid, "Affected SOP Instance UID")
+    meta.TransferSyntaxUID = check_uid(transfer_syntax_uid, "Transfer Syntax UID")
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    out = DicomBytesIO()
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return b"".join((b"\0" * 128, b"DICM", out.getvalue(), dataset))
+
+
+def error_comment(reason: str | None) -> str:
+    """A reason as an ErrorComment value (LO: 64 characters, printable, no backslash)."""
+    text = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in (reason or "failed"))
+    return text if len(text) <= ERROR_COMMENT_LENGTH else text[: ERROR_COMMENT_LENGTH - 3] + "..."
+
+
+@dataclass
+class _Association:
+    """What the one log line of an association says."""
+
+    calling: str
+    peer: str
+    started: float = field(default_factory=time.monotonic)
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    end: str = "closed"
+
+
+class StorageSCP:
+    """The listener: a pynetdicom AE serving C-ECHO and C-STORE on (`host`, `port`), every
+    instance through `ingest`. `allowed_aes`, when given, is the calling AE titles that
+    may associate (others are rejected). `start` returns at once; `stop` stops accepting,
+    lets the associations in progress finish (each acknowledged instance is committed),
+    and returns; the caller then closes the ingest (which aggregates what is pending)."""
+
+    def __init__(self, ingest: Ingest, *, host: str = "127.0.0.1", port: int = 11112,
+                 ae_title: str = DEFAULT_AE_TITLE, allowed_aes: Sequence[str] = (),
+                 max_associations: int = 10) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+        self.ingest = ingest
+        self.host, self.port = host, port
+        self.ae = AE(ae_title)
+        self.ae.maximum_associations = max_associations
+        self.ae.maximum_pdu_size = 0  # no limit: peers send data sets in fewer, larger PDUs
+        self.ae.require_calling_aet = list(allowed_aes)
+        self.ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            self.ae.add_supported_context(context.abstract_syntax, list(KNOWN_TRANSFER_SYNTAXES))
+        self._server: Any = None
+        self._associations: dict[int, _Association] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> tuple[str, int]:
+        """Listen; returns the address bound (port 0 asks the system for a free one)."""
+        from pynetdicom import evt
+
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_open),
+                    (evt.EVT_ACCEPTED, self._on_accepted), (evt.EVT_REJECTED, self._on_rejected),
+                    (evt.EVT_RELEASED, self._on_released), (evt.EVT_ABORTED, self._on_aborted),
+                    (evt.EVT_CONN_CLOSE, self._on_close)]
+        self._server = self.ae.start_server((self.host, self.port), block=False,
+                                            evt_handlers=handlers)
+        host, port = self._server.server_address[:2]
+        self.port = port
+        return host, port
+
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting associations, wait up to `grace_seconds` for those in progress to
+        end (the peer releases them), then abort what is left."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server = None
+        deadline = time.monotonic() + grace_seconds
+        for assoc in list(self.ae.active_associations):
+            assoc.join(max(0.0, deadline - time.monotonic()))
+        for assoc in list(self.ae.active_associations):
+            assoc.abort()
+            assoc.join(5)
+
+    # -- events ------------------------------------------------------------------------
+    def _record(self, event: Any) -> _Association:
+        key = id(event.assoc)
+        with self._lock:
+            found = self._associations.get(key)
+            if found is None:
+                requestor = event.assoc.requestor
+                found = self._associations[key] = _Association(
+                    requestor.ae_title or "?", f"{requestor.address}:{requestor.port}")
+            return found
+
+    def _on_open(self, event: Any) -> None:
+        self._record(event)
+
+    def _on_accepted(self, event: Any) -> None:
+        self._record(event).calling = event.assoc.requestor.ae_title
+
+    def _on_rejected(self, event: Any) -> None:
+        record = self._record(event)
+        record.calling, record.end = event.assoc.requestor.ae_title, "rejected"
+
+    def _on_released(self, event: Any) -> None:
+        self._record(event).end = "released"
+
+    def _on_aborted(self, event: Any) -> None:
+        self._record(event).end = "aborted"
+
+    def _on_close(self, event: Any) -> None:
+        with self._lock:
+            record = self._associations.pop(id(event.assoc), None)
+        if record is None:
+            return
+        log.info("association %s from %r at %s: %d stored, %d duplicates, %d failed, %.1f s",
+                 record.end, record.calling, record.peer, record.stored, record.duplicates,
+                 record.failed, time.monotonic() - record.started)
+
+    def _on_store(self, event: Any) -> Any:
+        """One C-STORE: stored (committed) before the status is answered."""
+        from pydicom.dataset import Dataset
+
+        record = self._record(event)
+        request = event.request
+        try:
+            data = part10_bytes(str(request.AffectedSOPClassUID),
+                                str(request.AffectedSOPInstanceUID),
+                                str(event.context.transfer_syntax[0]),
+                                request.DataSet.getvalue())
+        except (InvalidUIDError, AttributeError, ValueError) as exc:
+            status, reason = CANNOT_UNDERSTAND, f"the request cannot be stored: {exc}"
+        else:
+            source = Source.from_bytes(data, f"C-STORE from {record.calling}")
+            try:
+                receipt = self.ingest.store_instance(
+                    source, sop_instance_uid=str(request.AffectedSOPInstanceUID))
+            except Exception as exc:  # the ingest never raises for bad input: a bug
+                log.exception("C-STORE of %s failed", request.AffectedSOPInstanceUID)
+                status, reason = OUT_OF_RESOURCES, f"internal error: {exc}"
+            else:
+                status, reason = receipt.status, receipt.result.reason
+                if receipt.ok:
+                    if receipt.result.status == "duplicate":
+                        record.duplicates += 1
+                    else:
+                        record.stored += 1
+                    return 0x0000
+        record.failed += 1
+        log.warning("C-STORE from %r refused (0x%04X): %s", record.calling, status, reason)
+        answer = Dataset()
+        answer.Status = status
+        answer.ErrorComment = error_comment(reason)
+        return answer

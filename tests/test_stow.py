@@ -344,10 +344,14 @@ def test_part_limit(tmp_path: Path, sent) -> None:
     out = tmp_path / "out"
     out.mkdir()
     one, two = (renewed_copy(sent["mono16"], syn.uid(700, 4, i)) for i in (1, 2))
-    with stow_server(out, "--max-parts", "1", "--max-part-size", "1M") as (url, _):
+    with stow_server(out, "--max-parts", "1", "--max-part-size", "1M", "--part10",
+                     "--no-gzip") as (url, _):
         response = httpx.post(f"{url}/studies", content=message([p10(one), p10(two)]),
                               headers={"Content-Type": CONTENT_TYPE})
         assert response.status_code == 202
+        # converted with the conversion options given to serve
+        (folder,) = out.glob(f"studies/*/series/*/instances/{one.SOPInstanceUID}")
+        assert (folder / "part10").is_file() and (folder / "metadata").is_file()
         (failed,) = response.json()["00081198"]["Value"]
         assert failed["00081197"]["Value"] == [0xA700]
         big = renewed_copy(sent["mono16"], syn.uid(700, 4, 3))

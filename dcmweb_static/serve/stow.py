@@ -39,8 +39,8 @@ from ..encode import jsonio
 from ..errors import OptionError, describe
 from ..p10.parse import parse_p10
 from ..p10.uids import InvalidUIDError, check_uid
+from ..receive.ingest import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, OUT_OF_RESOURCES, Ingest, Receipt
 from ..run.options import ConvertOptions
-from ..run.result import InstanceResult
 from ..run.source import Source
 from ..store import StagingArea, Store
 from ..tree import urls
@@ -58,12 +58,12 @@ from .multipart_body import (
 log = logging.getLogger("dcmweb.stow")
 
 DICOM_JSON = urls.DICOM_JSON
-#: failure reasons (PS3.18 10.5.3, the C-STORE statuses of PS3.4 B.2.3 and PS3.7 C)
-OUT_OF_RESOURCES = 0xA700  # a part over the size limit, or past the part limit
-DOES_NOT_MATCH = 0xA900  # an instance of another study than the request's target
-CANNOT_UNDERSTAND = 0xC000  # not a DICOM data set we can read, or not application/dicom
-PROCESSING_FAILURE = 0x0110  # read, but the conversion failed
-DUPLICATE_SOP = 0x0111  # the SOP Instance UID is stored with other content
+#: Failure Reasons (PS3.18 10.5.3: the C-STORE statuses of PS3.4 B.2.3 and PS3.7 C), as
+#: the C-STORE listener answers them (`receive.ingest`): out of resources (a part over the
+#: size limit or past the part limit, a tree that cannot be written), data set mismatch
+#: (an instance of another study than the request's target), cannot understand (no DICOM
+#: data set we can convert, or not application/dicom), duplicate SOP instance (the SOP
+#: Instance UID is stored with other content)
 #: a private block of the response carrying the failure's one-line reason as text
 REASON_CREATOR = ("00090010", "DCMWEB")
 REASON_TAG = "00091001"
@@ -101,11 +101,9 @@ class StowConfig:
         """The receiver for the server's life: the store's session (the spools' staging
         area, opened first so it outlives the ingest's) and the ingest, closed (its
         pending studies aggregated) when the server stops."""
-        from ..receive.ingest import Ingest
-
         with store.session() as staging, Ingest(store, self.options, self.plugin_manager,
                                                 debounce_seconds=self.debounce_seconds) as ingest:
-            yield StowReceiver(ingest.receive, staging, self.settings)
+            yield StowReceiver(ingest.store_instance, staging, self.settings)
 
 
 def read_token(path: Path) -> str:
@@ -166,10 +164,11 @@ class _Part:
 
 @dataclass
 class StowReceiver:
-    """The POST endpoint: `receive` is the seam's `Ingest.receive` (thread-safe, returns
-    after commit), `staging` the store session's area for the spools."""
+    """The POST endpoint: `receive` is the seam's `Ingest.store_instance` (thread-safe,
+    returns after the commit with the status to answer), `staging` the store session's
+    area for the spools."""
 
-    receive: Callable[[Source], InstanceResult]
+    receive: Callable[[Source], Receipt]
     staging: StagingArea
     settings: StowSettings = field(default_factory=StowSettings)
 
@@ -278,23 +277,23 @@ class StowReceiver:
         sop_class, sop, study = identity
         outcome = Outcome(sop_class=sop_class, sop=sop, study=study)
         if target is not None and study != target:
-            outcome.code, outcome.reason = DOES_NOT_MATCH, (
+            outcome.code, outcome.reason = DATA_SET_MISMATCH, (
                 f"Study Instance UID {study} is not the request's study {target}")
             return outcome
         try:
-            result = self.receive(Source.from_stream(spool, f"stow:{sop}"))
+            receipt = self.receive(Source.from_stream(spool, f"stow:{sop}"))
         except Exception as exc:  # the seam never raises; a bug must not kill the request
             log.exception("ingest of %s raised", sop)
-            outcome.code, outcome.reason = PROCESSING_FAILURE, describe(exc)
+            outcome.code, outcome.reason = OUT_OF_RESOURCES, describe(exc)
             return outcome
-        if result.status in ("converted", "duplicate"):
+        result = receipt.result
+        if receipt.ok:  # converted, or the same bytes again
             outcome.study = result.study_uid or study
             outcome.sop = result.sop_uid or sop
             outcome.url = base + "/" + urls.instance_path(
                 outcome.study, result.series_uid or "", outcome.sop)
             return outcome
-        outcome.code = failure_code(result)
-        outcome.reason = result.reason or result.status
+        outcome.code, outcome.reason = receipt.status, result.reason or result.status
         log.warning("STOW-RS: %s failed: %s", sop, outcome.reason)
         return outcome
 
@@ -324,19 +323,6 @@ def identify(stream: BinaryIO, staging: StagingArea) -> tuple[str, str, str]:
     finally:
         if parsed.stream is not stream:
             parsed.stream.close()
-
-
-#: how the ingest words a conflict (`receive.ingest.Ingest._judge`)
-_CONFLICT = "is in the tree already with different content"
-
-
-def failure_code(result: InstanceResult) -> int:
-    """The Failure Reason of a part the ingest refused: a SOP Instance UID stored with
-    other content is a duplicate SOP instance (PS3.7 C.5.8 0x0111), anything else a
-    processing failure (0x0110)."""
-    if _CONFLICT in (result.reason or ""):
-        return DUPLICATE_SOP
-    return PROCESSING_FAILURE
 
 
 def _uid(value: str) -> dict[str, Any]:

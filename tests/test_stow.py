@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -338,6 +339,29 @@ def test_nginx_on_the_same_folder_takes_no_post(server, sent, tmp_path: Path) ->
         assert DICOMwebClient(static).retrieve_instance_metadata(
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert sorted(p.relative_to(out) for p in out.rglob("*") if ".tmp" not in p.parts) == before
+
+
+def test_a_client_gone_mid_request_leaves_the_tree_whole(tmp_path: Path, sent) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    whole, cut = (renewed_copy(sent["mono16"], syn.uid(700, 6, i)) for i in (1, 2))
+    body = b"".join(message([p10(whole), p10(cut)]))
+    sent_part = body[: len(body) - len(p10(cut)) // 2]  # the second part cut in half
+    with stow_server(out) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(f"POST /studies HTTP/1.1\r\nHost: x\r\nContent-Type: {CONTENT_TYPE}"
+                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + sent_part)
+            time.sleep(0.5)
+        client = DICOMwebClient(url)
+        wait_until(lambda: any(out.glob(f"studies/*/series/*/instances/{whole.SOPInstanceUID}")))
+        assert client.retrieve_instance_metadata(whole.StudyInstanceUID, whole.SeriesInstanceUID,
+                                                 whole.SOPInstanceUID)
+        assert not any(out.glob(f"studies/*/series/*/instances/{cut.SOPInstanceUID}"))
+        # and the server takes the next request
+        assert client.store_instances([cut]).ReferencedSOPSequence[0].ReferencedSOPInstanceUID \
+            == cut.SOPInstanceUID
+    assert not (out / ".tmp").exists()  # the staging area goes with the server
 
 
 def test_part_limit(tmp_path: Path, sent) -> None:

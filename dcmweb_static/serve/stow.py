@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 import pluggy
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..encode import jsonio
@@ -218,6 +218,10 @@ class StowReceiver:
                         part = None
             reader.finish()
             await settle()
+        except ClientDisconnect:  # nobody to answer; the part before is still stored
+            await settle()
+            log.warning("STOW-RS: the client went away after %d parts", len(outcomes))
+            return Response(status_code=400)
         except BadMultipart as exc:
             await settle()
             if not outcomes:

@@ -42,7 +42,7 @@ from ..p10.uids import InvalidUIDError, check_uid
 from ..receive.ingest import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, OUT_OF_RESOURCES, Ingest, Receipt
 from ..run.options import ConvertOptions
 from ..run.source import Source
-from ..store import StagingArea, Store
+from ..store import StagingArea, Store, describe_os_error
 from ..tree import urls
 from .accept import accepts
 from .multipart_body import (
@@ -247,19 +247,28 @@ class StowReceiver:
             return _Part(None, outcome=Outcome(
                 code=CANNOT_UNDERSTAND,
                 reason=f"part {number} is {event.media_type}, not {urls.DICOM}"))
-        return _Part(self.staging.temporary_file())
+        try:
+            return _Part(self.staging.temporary_file())
+        except OSError as exc:
+            return _Part(None, outcome=_no_room(exc))
 
     def _write(self, part: _Part, data: bytes) -> None:
+        """Append to the part's spool (on the event loop: a local write of one chunk); a
+        part over the limit or a full disk fails alone, the rest of it is skipped."""
         if part.spool is None:
             return
         part.size += len(data)
-        if part.size > self.settings.max_part_bytes:
-            part.spool.close()
-            part.spool = None
-            part.outcome = Outcome(code=OUT_OF_RESOURCES, reason=(
-                f"part larger than the limit of {self.settings.max_part_bytes} bytes"))
-            return
-        part.spool.write(data)
+        try:
+            if part.size > self.settings.max_part_bytes:
+                part.outcome = Outcome(code=OUT_OF_RESOURCES, reason=(
+                    f"part larger than the limit of {self.settings.max_part_bytes} bytes"))
+            else:
+                part.spool.write(data)
+                return
+        except OSError as exc:
+            part.outcome = _no_room(exc)
+        part.spool.close()
+        part.spool = None
 
     async def _finish(self, part: _Part, target: str | None, base: str) -> Outcome:
         if part.spool is None:
@@ -300,6 +309,11 @@ class StowReceiver:
         outcome.code, outcome.reason = receipt.status, result.reason or result.status
         log.warning("STOW-RS: %s failed: %s", sop, outcome.reason)
         return outcome
+
+
+def _no_room(exc: OSError) -> Outcome:
+    return Outcome(code=OUT_OF_RESOURCES,
+                   reason=f"cannot spool the part: {describe_os_error(exc)}")
 
 
 def _retrieved(task: asyncio.Task[Outcome]) -> None:

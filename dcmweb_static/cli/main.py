@@ -542,6 +542,7 @@ def listen(output_target: str, port: int, host: str, ae_title: str,
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s dcmweb listen: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its own log: too chatty
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # a data set's warnings: not ours
     try:
         with catch_stop() as stop, \
                 Ingest(store, options, plugin_manager(), debounce_seconds=debounce_seconds) \

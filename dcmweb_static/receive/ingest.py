@@ -91,8 +91,8 @@ class Ingest:
     follow, debounced.
 
     Thread-safe: `receive` may be called from many threads at once (one per association
-    or request). Conversion runs in the calling thread (a converter per thread: each keeps
-    a copy buffer); the check against the tree and the commit are serialised here; one
+    or request). Conversion runs in the calling thread, one at a time; the check against
+    the tree and the commit are serialised too (reading the network goes on meanwhile); one
     background thread aggregates studies `debounce_seconds` after their last instance, or
     every `max_delay_seconds` while instances keep arriving."""
 
@@ -107,7 +107,11 @@ class Ingest:
         #: failures of the series/study result hooks, over the receiver's life
         self.plugin_failures = PluginFailures()
         self._reader = TreeReader(store)
-        self._local = threading.local()
+        self._converter = InstanceConverter(options, plugin_manager)
+        #: one conversion at a time: the converter records pydicom's warnings with
+        #: warnings.catch_warnings, which is process-wide state (not thread-safe), and
+        #: reuses one copy buffer; conversion holds the GIL anyway
+        self._convert_lock = threading.Lock()
         self._commit_lock = threading.Lock()  # the tree check, the commit, the markers
         self._aggregate_lock = threading.Lock()  # one aggregation at a time
         self._wake = threading.Condition()
@@ -143,7 +147,8 @@ class Ingest:
             return Receipt(InstanceResult(path=source.name, status="failed",
                                           reason="the receiver is shutting down"),
                            OUT_OF_RESOURCES)
-        result = self._converter().convert(source, self._staging)
+        with self._convert_lock:
+            result = self._converter.convert(source, self._staging)
         result.timings = {}
         if result.status == "skipped":  # a DICOMDIR: never an instance to store
             result.status = "failed"
@@ -171,12 +176,6 @@ class Ingest:
         finally:
             staged.remove()  # used up by a commit; left over by a duplicate or a failure
         return Receipt(result, status)
-
-    def _converter(self) -> InstanceConverter:
-        converter = getattr(self._local, "converter", None)
-        if converter is None:
-            converter = self._local.converter = InstanceConverter(self.options, self.pm)
-        return converter
 
     def _commit(self, staged: StagedInstance, result: InstanceResult) -> bool:
         """Judge `result` against the tree, then commit it (with the lock held). False for

@@ -128,10 +128,15 @@ class StorageSCP:
         self._server = None
         deadline = time.monotonic() + grace_seconds
         for assoc in list(self.ae.active_associations):
-            assoc.join(max(0.0, deadline - time.monotonic()))
-        for assoc in list(self.ae.active_associations):
+            # a connection that never asked for an association (a port probe) would keep
+            # its thread until pynetdicom's ACSE timeout: it is not waited for
+            if assoc.is_established:
+                assoc.join(max(0.0, deadline - time.monotonic()))
+        left = list(self.ae.active_associations)
+        for assoc in left:
             assoc.abort()
-            assoc.join(5)
+        for assoc in left:  # threads are daemons: one stuck in a read ends with the process
+            assoc.join(1 if assoc.is_established else 0.1)
 
     # -- events ------------------------------------------------------------------------
     def _record(self, event: Any) -> _Association:
@@ -165,6 +170,9 @@ class StorageSCP:
             record = self._associations.pop(id(event.assoc), None)
         if record is None:
             return
+        if record.end == "closed" and not (record.stored or record.duplicates or record.failed):
+            log.debug("connection from %s closed without an association", record.peer)
+            return
         log.info("association %s from %r at %s: %d stored, %d duplicates, %d failed, %.1f s",
                  record.end, record.calling, record.peer, record.stored, record.duplicates,
                  record.failed, time.monotonic() - record.started)
@@ -178,7 +186,7 @@ class StorageSCP:
         try:
             data = part10_bytes(str(request.AffectedSOPClassUID),
                                 str(request.AffectedSOPInstanceUID),
-                                str(event.context.transfer_syntax[0]),
+                                str(event.context.transfer_syntax),
                                 request.DataSet.getvalue())
         except (InvalidUIDError, AttributeError, ValueError) as exc:
             status, reason = CANNOT_UNDERSTAND, f"the request cannot be stored: {exc}"

@@ -24,6 +24,7 @@ import hmac
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -171,6 +172,11 @@ class StowReceiver:
     receive: Callable[[Source], Receipt]
     staging: StagingArea
     settings: StowSettings = field(default_factory=StowSettings)
+    #: identification and ingest of one part at a time in this process: the ingest
+    #: converts one at a time anyway, and pydicom's warnings of an identification must
+    #: not land in the warnings a conversion records (`warnings.catch_warnings` is
+    #: process-wide); reading the requests goes on meanwhile
+    _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     async def __call__(self, request: Request) -> Response:
         token = self.settings.token
@@ -282,6 +288,10 @@ class StowReceiver:
 
     def _store(self, spool: BinaryIO, target: str | None, base: str) -> Outcome:
         """Identify and ingest one spooled part (in a worker thread; never raises)."""
+        with self._one_at_a_time:
+            return self._store_alone(spool, target, base)
+
+    def _store_alone(self, spool: BinaryIO, target: str | None, base: str) -> Outcome:
         spool.flush()
         try:
             identity = identify(spool, self.staging)

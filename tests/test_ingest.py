@@ -58,9 +58,15 @@ def _ingest(out: Path, **kwargs) -> Ingest:
     return Ingest(LocalStore(out), ConvertOptions(output=out), get_plugin_manager(), **kwargs)
 
 
-def test_received_instances_give_the_batch_tree(tmp_path: Path, series: list[Path]) -> None:
-    convert(series, tmp_path / "batch")
-    with _ingest(tmp_path / "received") as ingest:
+@pytest.mark.parametrize("options", [{}, {"deduplicate": True, "instances": False},
+                                     {"deduplicate": True, "instances": True, "part10": True,
+                                      "gzip": False}], ids=["plain", "dedup-only", "dedup-part10"])
+def test_received_instances_give_the_batch_tree(tmp_path: Path, series: list[Path],
+                                                options: dict) -> None:
+    convert(series, tmp_path / "batch", **options)
+    out = tmp_path / "received"
+    with Ingest(LocalStore(out), ConvertOptions(output=out, **options),
+                get_plugin_manager()) as ingest:
         results = [ingest.receive(Source.from_bytes(p.read_bytes(), f"received {p.name}"))
                    for p in series]
     assert [r.status for r in results] == ["converted"] * len(series), results
@@ -214,3 +220,54 @@ def test_statuses_for_a_receiver(tmp_path: Path, series: list[Path]) -> None:
         assert named.status == module.DATA_SET_MISMATCH and "1.2.3" in named.result.reason
     assert not (out / urls.instance_path(synthetic.uid(1), synthetic.uid(1, 1),
                                          synthetic.uid(1, 1, 2))).exists()
+
+
+def test_plugins_see_each_outcome(tmp_path: Path, series: list[Path]) -> None:
+    """`instance_converted` is called for every received instance, as in a batch; a
+    plugin that raises is recorded in plugin_failures and stops nothing."""
+    from dcmweb_static import hookimpl
+
+    seen: list[str] = []
+
+    class Watcher:
+        @hookimpl
+        def instance_converted(self, record):
+            seen.append(record["status"])
+
+    class Flaky:
+        @hookimpl
+        def instance_converted(self, record):
+            raise RuntimeError("down")
+
+    pm = get_plugin_manager()
+    pm.register(Watcher(), name="watcher")
+    pm.register(Flaky(), name="flaky")
+    out = tmp_path / "out"
+    with Ingest(LocalStore(out), ConvertOptions(output=out), pm) as ingest:
+        data = series[0].read_bytes()
+        results = [ingest.receive(Source.from_bytes(d, "x")) for d in (data, data, b"junk")]
+    assert [r.status for r in results] == ["converted", "duplicate", "failed"]
+    assert seen == ["converted", "duplicate", "failed"]
+    (failure,) = ingest.plugin_failures.records()
+    assert failure["plugin"] == "flaky" and failure["count"] == 3
+
+
+def test_transformed_resend_and_conflict(tmp_path: Path, series: list[Path]) -> None:
+    """Through deidentify no source checksum is kept: a re-send is judged by what would be
+    published (metadata and frames), so other pixels under one SOP UID are a conflict."""
+    from dcmweb_static.plugins.manager import prepare_transforms
+
+    out = tmp_path / "out"
+    pm = get_plugin_manager()
+    prepared, _ = prepare_transforms(pm, ("deidentify",), ("deidentify.secret=s1",), out)
+    options = ConvertOptions(output=out, plugins=("deidentify",), plugin_options=prepared)
+    other = pydicom.dcmread(series[0])
+    other.PixelData = bytes(len(other.PixelData))
+    changed = synthetic.save(other, tmp_path / "changed.dcm").read_bytes()
+    data = series[0].read_bytes()
+    with Ingest(LocalStore(out), options, pm) as ingest:
+        first, again, conflict = (ingest.receive(Source.from_bytes(d, "x"))
+                                  for d in (data, data, changed))
+        assert first.status == "converted" and first.sop_uid != other.SOPInstanceUID
+        assert again.status == "duplicate", again.reason
+        assert conflict.status == "failed" and "different content" in conflict.reason

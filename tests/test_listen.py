@@ -6,9 +6,9 @@ conflicts and bad data sets get failure statuses and the listener keeps serving.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,10 +87,6 @@ def acknowledged(log: str) -> list[str]:
         elif "Received Store Response (Success)" in line and sending:
             done.append(sending)
     return done
-
-
-def responses(log: str) -> list[str]:
-    return re.findall(r"Received Store Response \(([^)]*)\)", log)
 
 
 def instance_dir(out: Path, ds: pydicom.Dataset) -> Path:
@@ -267,13 +263,16 @@ def test_conflicts_and_bad_data_sets_fail_and_the_listener_keeps_serving(
     broken = synthetic.save(bad, tmp_path / "bad-uid.dcm")
     with listening(tmp_path / "out") as listener:
         sent = storescu(listener.port, [original, conflicting, broken, original, series[2]],
-                        "--no-halt")
+                        "--no-halt", "--debug")
         log = listener.stop()
-    statuses = responses(sent.stdout + sent.stderr)
-    assert statuses[0] == "Success" and statuses[3] == "Success" and statuses[4] == "Success"
-    assert "0x111" in statuses[1]  # Duplicate SOP Instance: the stored one was kept
-    assert "CannotUnderstand" in statuses[2] or "0xc000" in statuses[2].lower()
+    dump = sent.stdout + sent.stderr  # --debug: each response's status and Error Comment
+    statuses = [s.lower() for s in re.findall(r"DIMSE Status\s*: (0x[0-9A-Fa-f]{4})", dump)]
+    # the stored one was kept (Duplicate SOP Instance); a bad data set: Cannot Understand
+    assert statuses == ["0x0000", "0x0111", "0xc000", "0x0000", "0x0000"], dump
     assert f"SOP Instance UID {conflict.SOPInstanceUID} is in the tree already" in log
+    comments = re.findall(r"\(0000,0902\) LO \[([^\]]*)\]", dump)
+    assert comments[0].startswith(f"SOP Instance UID {conflict.SOPInstanceUID} is in the")
+    assert comments[1] == "malformed Study Instance UID '1.2.3.abc'"
     assert "2 stored, 1 duplicates, 2 failed" in log
     stored = instance_dir(tmp_path / "out", conflict)
     assert "Other^Patient" not in str(dataset_from_tree(stored).PatientName)
@@ -294,11 +293,21 @@ def test_only_allowed_calling_ae_titles(tmp_path: Path) -> None:
 
 
 def test_usage_errors(tmp_path: Path) -> None:
-    env = {**os.environ}
-    bad = subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "listen",
-                          str(tmp_path / "out"), "--ae-title", "A" * 17],
-                         capture_output=True, text=True, env=env, timeout=60)
-    assert bad.returncode == 2 and "\n" in bad.stderr and "Traceback" not in bad.stderr
+    """A bad AE title is a usage error; a port in use a one-line error."""
+    def listen(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "listen",
+                               str(tmp_path / "out"), *args], capture_output=True, text=True,
+                              timeout=60)
+
+    bad = listen("--ae-title", "A" * 17)
+    assert bad.returncode == 2 and "must not exceed 16 characters" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = listen("--port", str(port))
+    assert busy.returncode == 1
+    assert busy.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_two_listeners_into_one_tree_while_a_server_reads_it(

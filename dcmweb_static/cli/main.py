@@ -549,7 +549,11 @@ def listen(output_target: str, port: int, host: str, ae_title: str,
                 as ingest:
             scp = StorageSCP(ingest, host=host, port=port, ae_title=ae_title,
                              allowed_aes=allowed_aes, max_associations=max_associations)
-            bound = scp.start()
+            try:
+                bound = scp.start()
+            except OSError as exc:
+                raise click.ClickException(f"cannot listen on {host}:{port}: "
+                                           f"{describe(exc)}") from None
             click.echo(f"listening on {bound[0]}:{bound[1]} as {ae_title!r} into "
                        f"{output_target} (SIGTERM or Ctrl-C stops)", err=True)
             try:

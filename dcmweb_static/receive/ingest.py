@@ -20,7 +20,6 @@ instance it acknowledged.
 from __future__ import annotations
 
 import builtins
-import gzip
 import logging
 import threading
 import time
@@ -30,9 +29,10 @@ from typing import Any
 import orjson
 import pluggy
 
+from ..errors import PluginError
 from ..index.aggregate import Aggregator
 from ..p10.uids import InvalidUIDError, check_uid
-from ..plugins.manager import PluginFailures
+from ..plugins.manager import PluginFailures, run_hook
 from ..run.commit import commit_instance
 from ..run.instance import InstanceConverter
 from ..run.options import ConvertOptions
@@ -40,7 +40,7 @@ from ..run.result import InstanceResult
 from ..run.source import Source
 from ..store import StagedInstance, Store, describe_os_error
 from ..tree import names, urls
-from ..tree.reader import TreeReader
+from ..tree.publish import object_plan
 
 log = logging.getLogger("dcmweb_static.receive")
 
@@ -104,9 +104,8 @@ class Ingest:
         self.pm = plugin_manager
         self.debounce_seconds = debounce_seconds
         self.max_delay_seconds = max_delay_seconds
-        #: failures of the series/study result hooks, over the receiver's life
-        self.plugin_failures = PluginFailures()
-        self._reader = TreeReader(store)
+        #: failures of the parent-side plugin hooks, over the receiver's life
+        self.plugin_failures: PluginFailures = _SharedFailures()
         self._converter = InstanceConverter(options, plugin_manager)
         #: one conversion at a time: the converter records pydicom's warnings with
         #: warnings.catch_warnings, which is process-wide state (not thread-safe), and
@@ -142,7 +141,14 @@ class Ingest:
                        sop_instance_uid: str | None = None) -> Receipt:
         """`receive`, with the DIMSE status a receiver answers (PS3.4 B.2.3): the C-STORE
         listener and STOW-RS's FailureReason. With `sop_instance_uid` (the request's
-        Affected SOP Instance UID), a data set naming another instance is refused."""
+        Affected SOP Instance UID), a data set naming another instance is refused. The
+        plugins' `instance_converted` hook sees each outcome, as in a batch."""
+        receipt = self._store(source, sop_instance_uid)
+        run_hook(self.pm, "instance_converted", {"record": receipt.result.report_record()},
+                 on_error=self.plugin_failures.add)
+        return receipt
+
+    def _store(self, source: Source, sop_instance_uid: str | None) -> Receipt:
         if self._closing:
             return Receipt(InstanceResult(path=source.name, status="failed",
                                           reason="the receiver is shutting down"),
@@ -212,23 +218,28 @@ class Ingest:
         if digest is not None:
             same = digest == result.sha256
         else:  # converted through a transform: no source checksum kept; compare what
-            same = self._same_document(staged, study, series, sop)  # was published
+            same = self._same_published(staged, folder)  # was published
         if same:
             return "duplicate", f"SOP Instance UID {sop} is in the tree already (same content)"
         return "failed", (f"SOP Instance UID {sop} is in the tree already with different "
                           "content; the stored instance was kept")
 
-    def _same_document(self, staged: StagedInstance, study: str, series: str, sop: str) -> bool:
-        stored = self._reader.instance_document(study, series, sop)
-        for packed in (True, False):
-            name = urls.instance_file("instance_metadata", packed)
-            if staged.exists(name):
-                data = staged.read(name)
-                if packed:
-                    data = gzip.decompress(data)
-                return stored is not None and orjson.loads(stored) == \
-                    orjson.loads(data.strip()[1:-1])
-        return False  # nothing to compare with (deduplicated form only): not the same
+    def _same_published(self, staged: StagedInstance, folder: str) -> bool:
+        """Whether every file the staged instance would publish (metadata, frames, bulk
+        data; not the info record, which names the tool's version, nor staged-only dot
+        names) is stored with the same bytes: a transformed instance's own content."""
+        if self.store.layout == "object":
+            pairs = [(item.staged_name, item.key) for item in object_plan(staged, folder)]
+        else:
+            pairs = [(name, f"{folder}/{name}") for name in staged.files()]
+        compared = 0
+        for name, key in pairs:
+            if name == names.INFO or name.startswith("."):
+                continue
+            if self.store.get(key) != staged.read(name):
+                return False
+            compared += 1
+        return compared > 0
 
     # -- aggregation ---------------------------------------------------------------------
     def flush(self) -> None:
@@ -332,6 +343,18 @@ class Ingest:
                     log.warning("cannot remove a pending-study marker: %s",
                                 describe_os_error(exc))
             log.debug("aggregated %d studies", len(started))
+
+
+class _SharedFailures(PluginFailures):
+    """PluginFailures added to from several threads (associations, the aggregation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, error: PluginError) -> None:
+        with self._lock:
+            super().add(error)
 
 
 def _os_error(reason: str | None) -> bool:

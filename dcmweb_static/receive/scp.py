@@ -36,6 +36,9 @@ IMPLEMENTATION_VERSION_NAME = "DCMWEB_RECEIVE"
 #: an ErrorComment is an LO value: at most 64 characters, no backslash
 ERROR_COMMENT_LENGTH = 64
 DEFAULT_AE_TITLE = "DCMWEB"
+#: the largest PDU peers may send (pynetdicom's default is 16 KiB): fewer, larger PDUs
+#: per data set, yet bounded (0 would mean no limit)
+MAX_PDU_SIZE = 1 << 20
 #: seconds `stop` waits for associations in progress before it aborts them
 STOP_GRACE_SECONDS = 30.0
 
@@ -96,7 +99,7 @@ class StorageSCP:
         self.host, self.port = host, port
         self.ae = AE(ae_title)
         self.ae.maximum_associations = max_associations
-        self.ae.maximum_pdu_size = 0  # no limit: peers send data sets in fewer, larger PDUs
+        self.ae.maximum_pdu_size = MAX_PDU_SIZE
         self.ae.require_calling_aet = list(allowed_aes)
         self.ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:

@@ -77,16 +77,6 @@ def _plugin_failures(failures: PluginFailures) -> None:
         sys.exit(ExitCode.FILES_FAILED)
 
 
-@main.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def serve(output: Path, host: str, port: int) -> None:
-    """Serve OUTPUT as DICOMweb (WADO-RS, QIDO-RS) for local use."""
-    from ..serve.app import serve as run_server
-
-    click.echo(f"serving {output} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run_server(output, host, port)
 
 
 @main.command(name="nginx-config")
@@ -366,6 +356,51 @@ def conversion_from(output: Path, values: dict[str, Any], *, quiet: bool,
         rendered_format=values.pop("rendered_format"),
         storage_options=storage_options or {},
     )
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--stow", is_flag=True,
+              help="Accept STOW-RS (POST /studies) and convert what arrives into OUTPUT, "
+                   "with the conversion options below (use the tree's).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --stow: POSTs must carry 'Authorization: Bearer <the token in this "
+                   "file>' (a file only its owner can read).")
+@click.option("--max-part-size", type=ByteSize(), default="4G", show_default=True,
+              help="With --stow: a larger part of a request fails (out of resources).")
+@click.option("--max-parts", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="With --stow: parts of one request past this many fail.")
+@click.option("--debounce", "debounce_seconds", default=2.0, show_default=True,
+              type=click.FloatRange(min=0), metavar="SECONDS",
+              help="With --stow: study/series/QIDO files follow this long after a study's "
+                   "last instance.")
+@conversion_options
+def serve(output: Path, host: str, port: int, stow: bool, token_file: Path | None,
+          max_part_size: int, max_parts: int, debounce_seconds: float,
+          **conversion: Any) -> None:
+    """Serve OUTPUT as DICOMweb (WADO-RS, QIDO-RS) for local use; with --stow also
+    receive instances (STOW-RS) into it."""
+    from ..serve.app import serve as run_server
+    from ..serve.stow import StowConfig, StowSettings, read_token
+
+    config = None
+    if stow:
+        try:
+            token = read_token(token_file) if token_file is not None else None
+        except OptionError as exc:
+            raise click.BadParameter(str(exc), param_hint="--token-file") from None
+        options = conversion_from(output, conversion, quiet=False)
+        base_url = options.base_url.rstrip("/") if options.base_url else None
+        settings = StowSettings(token=token, max_parts=max_parts, max_part_bytes=max_part_size,
+                                base_url=base_url)
+        config = StowConfig(options, plugin_manager(), settings, debounce_seconds)
+    elif token_file is not None:
+        raise click.UsageError("--token-file protects STOW-RS: it needs --stow")
+    what = "DICOMweb with STOW-RS" if stow else "DICOMweb"
+    click.echo(f"serving {output} as {what} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run_server(output, host, port, config)
 
 
 @main.command()

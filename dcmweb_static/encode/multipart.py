@@ -176,6 +176,19 @@ def _has_fileno(stream: BinaryIO) -> bool:
     return True
 
 
+def delimiter_search(buffer: bytes | bytearray, delimiter: bytes) -> tuple[int, int]:
+    """(where `delimiter` starts in `buffer` or -1, how many leading bytes are certainly
+    not part of it): without a match the last `len(delimiter) - 1` bytes may begin one
+    that the next block completes, so a reader of a stream keeps them for the next call.
+    The STOW-RS body reader (`serve.multipart_body`) splits a request with it, keeping
+    the unmatched tail in its own buffer; `contains_delimiter` is the same test for
+    blocks that are not kept (a tail carried instead)."""
+    at = buffer.find(delimiter)
+    if at >= 0:
+        return at, at
+    return -1, max(0, len(buffer) - len(delimiter) + 1)
+
+
 def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bool, bytes]:
     """(delimiter in tail + data[:n], the new tail): one block of a stream scanned block
     by block, `tail` carrying the end of the previous block across the edge."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -29,7 +31,9 @@ from ..p10.uids import InvalidUIDError, check_uid
 from ..store import LocalStore
 from ..tree import urls
 from ..tree.reader import TreeReader
+from .accept import accepts
 from .retrieve import retrieve
+from .stow import StowConfig
 
 DICOM_JSON = urls.DICOM_JSON
 _SEGMENT_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID",
@@ -54,9 +58,11 @@ def _accepts_gzip(request: Request) -> bool:
     return "gzip" in request.headers.get("accept-encoding", "").lower()
 
 
-def make_app(root: Path) -> Starlette:
+def make_app(root: Path, stow: StowConfig | None = None) -> Starlette:
     """The app; its routes are made from the URL table (`tree.urls.RESOURCES`), as the nginx
-    config is, so both answer every URL from the same stored name."""
+    config is, so both answer every URL from the same stored name. With `stow`, the
+    `tree.urls.STORES` targets also take STOW-RS POSTs into the tree (`stow.py`); without
+    it a POST is 405."""
     root = root.resolve()
 
     def stored_path(resource: urls.Resource, u: dict[str, str]) -> Path:
@@ -74,7 +80,8 @@ def make_app(root: Path) -> Starlette:
             return FileResponse(path, media_type=media_type)
         raise NotFound
 
-    reader = TreeReader(LocalStore(root))
+    store = LocalStore(root)
+    reader = TreeReader(store)
 
     def qido(request: Request, resource: urls.Resource, u: dict[str, str]) -> Response:
         data = reader.resource(resource.key, **u)
@@ -158,33 +165,30 @@ def make_app(root: Path) -> Starlette:
 
     routes = [Route("/" + resource.url, endpoint(resource))
               for resource in (*urls.RESOURCES, *urls.RETRIEVALS)]
-    middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD",
-                  "OPTIONS"], allow_headers=["*"], expose_headers=["Content-Encoding",
+    methods = ["GET", "HEAD", "OPTIONS"]
+    lifespan = None
+    if stow is not None:
+        async def store_instances(request: Request) -> Response:
+            return await request.app.state.stow(request)
+
+        # a POST to a URL that also answers GET: Starlette takes the route whose method
+        # matches, so these sit beside the GET routes of the same paths
+        routes += [Route("/" + resource.url, store_instances, methods=["POST"])
+                   for resource in urls.STORES]
+        methods.append("POST")
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            with stow.running(store) as receiver:  # the ingest lives as long as the server
+                app.state.stow = receiver
+                yield
+
+    middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=methods,
+                  allow_headers=["*"], expose_headers=["Content-Encoding",
                   "Content-Length", "Content-Range", "Content-Type"])]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={
-        NotFound: not_found, InvalidUIDError: bad_request, QueryError: bad_request,
-        404: not_found})
-
-
-def accepts(header: str | None, media_type: str) -> bool:
-    """Whether an Accept header (RFC 9110 12.5.1) takes `media_type`: no header, `*/*`,
-    `image/*` or the type itself, with a quality above 0."""
-    if not header or not header.strip():
-        return True
-    kind = media_type.split("/")[0]
-    for item in header.split(","):
-        parts = [p.strip() for p in item.split(";")]
-        quality = 1.0
-        for parameter in parts[1:]:
-            name, _, value = parameter.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0 and parts[0].lower() in ("*/*", f"{kind}/*", media_type):
-            return True
-    return False
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                     exception_handlers={NotFound: not_found, InvalidUIDError: bad_request,
+                                         QueryError: bad_request, 404: not_found})
 
 
 def _part_media_type(path: Path) -> str:
@@ -197,7 +201,8 @@ def _part_media_type(path: Path) -> str:
     return "application/octet-stream"
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8080,
+          stow: StowConfig | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(make_app(root), host=host, port=port, log_level="warning")
+    uvicorn.run(make_app(root, stow), host=host, port=port, log_level="warning")

@@ -40,7 +40,7 @@ PARAMETERS = {
     "ext": r"jpg|png",
 }
 
-Kind = Literal["qido", "metadata", "frame", "bulkdata", "dicom", "rendered"]
+Kind = Literal["qido", "metadata", "frame", "bulkdata", "dicom", "rendered", "store"]
 #: the media type of a WADO-RS retrieval of DICOM objects (PS3.18 10.4, 8.7.3)
 DICOM = "application/dicom"
 #: rendered images (PS3.18 10.4.1.1.3/4) by their stored suffix; the folder layout names
@@ -140,6 +140,16 @@ STUDY_RECORD = Resource("study_record", "studies", _STUDY + "/index.json", "qido
 RETRIEVALS: tuple[Resource, ...] = (
     Resource("study_dicom", _STUDY, _STUDY, "dicom", False),
     Resource("series_dicom", _SERIES, _SERIES, "dicom", False),
+)
+
+
+#: STOW-RS (PS3.18 10.5): the targets `dcmweb serve --stow` takes `POST`s of
+#: `multipart/related; type="application/dicom"` at. Nothing is stored under these names
+#: (instances land at their own URLs above); a static server never accepts a POST (nginx
+#: answers 405), so only `dcmweb serve` routes them
+STORES: tuple[Resource, ...] = (
+    Resource("store_instances", "studies", "studies", "store", False),
+    Resource("store_study_instances", _STUDY, _STUDY, "store", False),
 )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pathnames import display_path, path_fields
+from ..store import StagedUpload
 
 
 @dataclass(slots=True)
@@ -23,7 +24,10 @@ class InstanceResult:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    #: the staged folder (a path in the run's staging area) of a converted instance
     staging: str | None = None
+    #: or, from a Dask worker writing into an object store: what it staged there
+    uploads: list[StagedUpload] | None = None
     warnings: list[str] = field(default_factory=list)
     #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
     timings: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,107 @@
+"""Benchmark Dask runs: 1 vs 2 workers (a LocalCluster, `--scheduler local -j N`), into a
+local folder and into moto S3, optionally for several source trees (e.g. main and a
+branch) in interleaved rounds, medians reported (the machine may be shared: CPU seconds
+tell more than wall time).
+
+    python benchmarks/bench_dask.py [--slices N] [--rounds R] [--tree NAME=DIR ...]
+
+Each run is `dcmweb convert` in a subprocess (with `PYTHONPATH=DIR` for a `--tree`, run
+from a neutral folder so that DIR's package is the one imported); CPU seconds are the
+converter's whole process tree (RUSAGE_CHILDREN: parent, the LocalCluster's workers),
+the S3 server's apart (psutil on moto's process). Every S3 run writes into a new prefix:
+a full conversion, not an incremental one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_objstore import CREDENTIALS, _moto  # noqa: E402
+
+from dcmweb_static import synthetic as syn  # noqa: E402
+
+CASES = (("folder, Dask 1 worker", "folder", 1), ("folder, Dask 2 workers", "folder", 2),
+         ("S3 (moto), Dask 1 worker", "s3", 1), ("S3 (moto), Dask 2 workers", "s3", 2))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(inputs: Path, target: str, workers: int, env: dict[str, str], work: Path
+         ) -> tuple[float, float, int]:
+    report = work / "report.json"
+    cpu, started = _children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dcmweb_static.cli", "convert", str(inputs), "-d",
+                    target, "-q", "--report", str(report), "--scheduler", "local",
+                    "-j", str(workers)], env=env, check=True, cwd=work)
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    return seconds, cpu, json.loads(report.read_text())["counts"]["converted"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slices", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tree", action="append", default=[],
+                        help="NAME=DIR: a source tree to run (default: the installed one)")
+    args = parser.parse_args()
+    trees = [tuple(t.split("=", 1)) for t in args.tree] or [("installed", "")]
+    work = Path(tempfile.mkdtemp(prefix="bench-dask-"))
+    inputs = work / "ct"
+    syn.ct_series(inputs, args.slices, study_index=520, rich=False)
+    port = 18000 + os.getpid() % 1000
+    server = _moto(port)
+    moto = psutil.Process(server.pid)
+    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    try:
+        for round_ in range(args.rounds):
+            for name, folder in trees:
+                env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+                if folder:
+                    env["PYTHONPATH"] = folder
+                for case, kind, workers in CASES:
+                    out = work / "out"
+                    shutil.rmtree(out, ignore_errors=True)
+                    target = str(out) if kind == "folder" else \
+                        f"s3://bench/{name}-{round_}-{workers}"
+                    before = sum(moto.cpu_times()[:2])
+                    seconds, cpu, converted = _run(inputs, target, workers, env, work)
+                    assert converted == args.slices, converted
+                    server_cpu = sum(moto.cpu_times()[:2]) - before
+                    rows.setdefault((name, case), []).append((seconds, cpu, server_cpu))
+                    print(f"round {round_ + 1} {name:<8} {case:<26} {seconds:6.2f} s "
+                          f"{cpu:6.2f} CPU-s (+ S3 server {server_cpu:5.2f})", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    per = 1000 / args.slices
+    print(f"\n{args.slices} CT slices 512x512 16-bit, medians of {args.rounds} rounds, "
+          f"load average now {os.getloadavg()[0]:.1f}")
+    print("| tree | case | s | files/s | CPU-s / 1,000 | S3 server CPU-s / 1,000 |")
+    print("|---|---|---|---|---|---|")
+    for (name, case), runs in rows.items():
+        seconds = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        server_cpu = statistics.median(r[2] for r in runs)
+        print(f"| {name} | {case} | {seconds:.2f} | {args.slices / seconds:.1f} | "
+              f"{cpu * per:.1f} | {server_cpu * per if 'S3' in case else 0:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

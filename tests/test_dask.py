@@ -320,3 +320,46 @@ def test_cli_scheduler_local(tmp_path: Path) -> None:
                                *extra], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "pool")
+
+
+def test_staged_in_the_bucket_then_copied_is_what_a_commit_publishes(tmp_path: Path) -> None:
+    """The worker's half (`stage_instance`) and the parent's (`commit_staged_instance`),
+    deduplicated parts included, publish the objects the one-machine commit does (fsspec's
+    memory:// in this process: the same code as for S3 but the copy); the staged keys are
+    gone after, also when the instances are staged again over them."""
+    from dcmweb_static.plugins.manager import get_plugin_manager
+    from dcmweb_static.run.commit import commit_staged_instance, stage_instance
+    from dcmweb_static.run.instance import InstanceConverter
+    from dcmweb_static.run.source import source_for
+    from dcmweb_static.store import StagedInstance
+    from dcmweb_static.store.objects import ObjectStore
+
+    options = ConvertOptions(output=tmp_path, deduplicate=True, instances=True)
+    files = [SAMPLES / "ct" / "CT00001.dcm", SAMPLES / "ct" / "CT00002.dcm",
+             SAMPLES / "implicit.dcm"]
+    one = ObjectStore(f"memory://one-{os.getpid()}")
+    assert Converter(options, jobs=1, store=one).run(files).count("converted") == 3
+    split = ObjectStore(f"memory://split-{os.getpid()}")
+    converter = InstanceConverter(options, get_plugin_manager())
+
+    def convert_all() -> None:
+        with split.session() as area:
+            for n, path in enumerate(files):
+                result = converter.convert(source_for(str(path), {}), area)
+                assert result.staging and result.study_uid and result.series_uid
+                assert result.sop_uid
+                staged = stage_instance(split, StagedInstance(result.staging),
+                                        f"{split.run_prefix}/{n}", result.study_uid,
+                                        result.series_uid, result.sop_uid)
+                commit_staged_instance(split, staged, result.study_uid, result.series_uid,
+                                       result.sop_uid)
+
+    convert_all()
+    published = {key: one.get(key) for key in one.keys_below("")
+                 if key.startswith("deduplicated/") or "/instances/" in key}
+    assert any(key.startswith("deduplicated/extracts/") for key in published)
+    assert {key: split.get(key) for key in split.keys_below("")} == published
+    assert split.counts.written == len(published)
+    assert split.keys_below(".tmp") == []
+    convert_all()  # again: the same objects (the bucket test counts what a re-run writes)
+    assert {key: split.get(key) for key in split.keys_below("")} == published

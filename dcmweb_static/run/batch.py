@@ -29,7 +29,6 @@ from ..plugins.manager import get_plugin_manager, run_hook
 from ..store import (
     LocalStore,
     StagedInstance,
-    StagedUpload,
     StagingArea,
     Store,
     describe_os_error,
@@ -41,7 +40,7 @@ from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter
 from .options import ConvertOptions
 from .report import RunSummary
-from .result import InstanceResult, peak_rss_kib
+from .result import InstanceResult, StagedObjects, peak_rss_kib
 from .sop_registry import Committed, SopRegistry
 from .source import Source, source_for
 from .stopping import Interrupted, StopRequest, stop_on_signals
@@ -150,7 +149,7 @@ class _Held:
     staged in an object store (`run.dask_pool`)."""
 
     staging: str | None
-    uploads: list[StagedUpload] | None
+    uploads: StagedObjects | None
 
     def commit(self, store: Store, study: str, series: str, sop: str) -> None:
         if self.uploads is not None:
@@ -164,7 +163,7 @@ class _Held:
         """A loser's (or a failed commit's) staged files go; nothing of it is published."""
         if self.uploads is not None:
             assert isinstance(store, ObjectStore)
-            store.discard_staged(self.uploads)
+            store.discard_staged(self.uploads.uploads)
         elif self.staging is not None:
             StagedInstance(self.staging).remove()
 

@@ -11,6 +11,18 @@ from ..pathnames import display_path, path_fields
 from ..store import StagedUpload
 
 
+@dataclass(frozen=True)
+class StagedObjects:
+    """What a Dask worker staged in an object store for one instance
+    (`run.commit.stage_instance`), for the parent's commit: no bytes, only keys."""
+
+    uploads: list[StagedUpload]
+    #: the keys below the instance's folder when the worker looked (relative to it)
+    stored: list[str]
+    #: an earlier deduplicated record is stored, and this conversion has none
+    stale_record: bool = False
+
+
 @dataclass(slots=True)
 class InstanceResult:
     path: str
@@ -27,7 +39,7 @@ class InstanceResult:
     #: the staged folder (a path in the run's staging area) of a converted instance
     staging: str | None = None
     #: or, from a Dask worker writing into an object store: what it staged there
-    uploads: list[StagedUpload] | None = None
+    uploads: StagedObjects | None = None
     warnings: list[str] = field(default_factory=list)
     #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
     timings: dict[str, float] = field(default_factory=dict)

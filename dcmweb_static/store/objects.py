@@ -209,8 +209,8 @@ class ObjectStore(InProcessRuns):
                 found.add(entry[len(base):].split("/", 1)[0])
         return sorted(found)
 
-    def _keys_below(self, folder: str) -> list[str]:
-        """Every key below `folder`, relative to it."""
+    def keys_below(self, folder: str) -> list[str]:
+        """Every key below `folder`, relative to it (one LIST on S3)."""
         base = self.path(folder).rstrip("/") + "/"
         try:
             found = self.fs.find(base, withdirs=False)
@@ -231,7 +231,7 @@ class ObjectStore(InProcessRuns):
         self.counts.removed += 1
 
     def delete_folder(self, name: str) -> None:
-        for key in self._keys_below(name):
+        for key in self.keys_below(name):
             self.delete(f"{name}/{key}")
 
     # -- the run's staging prefix --------------------------------------------------------
@@ -250,7 +250,7 @@ class ObjectStore(InProcessRuns):
                 yield area
         finally:
             prefix, self.run_prefix = self.run_prefix, None
-            self._drop([f"{prefix}/{key}" for key in self._keys_below(prefix)])
+            self._drop([f"{prefix}/{key}" for key in self.keys_below(prefix)])
 
     def clean_stale(self) -> None:
         """Remove the staging prefixes of other runs: with one conversion per prefix at a
@@ -259,7 +259,7 @@ class ObjectStore(InProcessRuns):
         for run in self.children(SCRATCH_PREFIX):
             if run != own:
                 base = f"{SCRATCH_PREFIX}/{run}"
-                self._drop([f"{base}/{key}" for key in self._keys_below(base)])
+                self._drop([f"{base}/{key}" for key in self.keys_below(base)])
 
     def _drop(self, names: Sequence[str]) -> None:
         """Remove staged objects (not counted: they never were part of the tree); one
@@ -271,13 +271,15 @@ class ObjectStore(InProcessRuns):
                 pass
 
     def stage(self, prefix: str, staged: StagedInstance, plan: Sequence[StagedObject],
-              folder: str | None = None, only_new: bool = False) -> list[StagedUpload]:
+              folder: str | None = None, stored: Sequence[str] = (),
+              only_new: bool = False) -> list[StagedUpload]:
         """On a worker: upload the files of `plan` below `prefix` (a folder of the run's
         staging prefix) with their final headers and hash, except those whose final
-        object already holds them. `folder`: the keys below it are listed once instead
-        of a HEAD per new key; `only_new`: content-addressed keys, skipped if present."""
-        stored = set(self._keys_below(folder)) if folder is not None else set()
+        object already holds them. `stored`: the keys below `folder` (`keys_below`), so
+        that a key not among them needs no HEAD; `only_new`: content-addressed keys,
+        skipped if present."""
         inside = f"{folder}/" if folder is not None else None
+        stored = set(stored)
         uploads: list[StagedUpload] = []
         for item in plan:
             data = staged.read(item.staged_name)
@@ -300,20 +302,25 @@ class ObjectStore(InProcessRuns):
         duplicate's, one that failed to commit)."""
         self._drop([item.staged_key for item in uploads if item.staged_key is not None])
 
-    def commit_staged(self, folder: str, uploads: Sequence[StagedUpload]) -> None:
+    def commit_staged(self, folder: str, uploads: Sequence[StagedUpload],
+                      stored: Sequence[str]) -> None:
         """In the parent: publish what a worker staged (`stage`) in its order (metadata
         last) by server-side copies, then remove the earlier conversion's keys below
-        `folder` this one does not have (result folders survive unless staged again) and
-        the staged objects. Uploads the worker found stored already count unchanged."""
+        `folder` (`stored`, as the worker listed them: one run per prefix, and only the
+        first of an instance's files is committed, so nothing changed them since) that
+        this one does not have (result folders survive unless staged again), and the
+        staged objects. Uploads the worker found stored already count unchanged."""
         prefix = folder + "/"
-        stored = set(self._keys_below(folder))
         try:
+            copies: list[tuple[str, str]] = []
             for item in uploads:
                 if item.staged_key is None or (item.only_new and self.exists(item.key)):
                     self.counts.unchanged += 1
                     continue
-                self._copy(self.path(item.staged_key), self.path(item.key))
-                self.counts.written += 1
+                copies.append((self.path(item.staged_key), self.path(item.key)))
+            self._copy(copies[:-1])  # at once: frames, bulk data, info
+            self._copy(copies[-1:])  # then the last (the metadata)
+            self.counts.written += len(copies)
             kept = {item.key[len(prefix):] for item in uploads if item.key.startswith(prefix)}
             restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
             for old in sorted(stored):
@@ -323,15 +330,23 @@ class ObjectStore(InProcessRuns):
         finally:
             self.discard_staged(uploads)
 
-    def _copy(self, source: str, target: str) -> None:
-        """A server-side copy: S3's CopyObject keeps the headers and metadata (hash) the
-        worker uploaded; one request (s3fs's `copy` asks for the size first)."""
+    def _copy(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Server-side copies (source, target), all at once: S3's CopyObject keeps the
+        headers and metadata (hash) the worker uploaded; one request each (s3fs's `copy`
+        asks for the size first)."""
+        if not pairs:
+            return
         if self.protocol in HEADER_PROTOCOLS:
+            import asyncio
+
             from fsspec.asyn import sync
 
-            sync(self.fs.loop, self.fs._copy_basic, source, target)
+            async def copy_all() -> None:
+                await asyncio.gather(*(self.fs._copy_basic(a, b) for a, b in pairs))
+            sync(self.fs.loop, copy_all)
             return
-        self.fs.copy(source, target)
+        for source, target in pairs:
+            self.fs.copy(source, target)
 
     # -- instances ---------------------------------------------------------------------
     def commit_instance(self, staged: StagedInstance, folder: str,
@@ -343,7 +358,7 @@ class ObjectStore(InProcessRuns):
             plan = [StagedObject(name, f"{folder}/{name}", NO_HEADERS)
                     for name in staged.files()]
         prefix = folder + "/"
-        stored = set(self._keys_below(folder))  # one LIST instead of a HEAD per new key
+        stored = set(self.keys_below(folder))  # one LIST instead of a HEAD per new key
         for item in plan:
             inside = item.key.startswith(prefix)
             self._put(item.key, staged.read(item.staged_name), item.headers,

@@ -81,10 +81,13 @@ def _run_external(inputs: Path, target: str, workers: int, env: dict[str, str], 
         seconds, cpu, converted = _run(inputs, target, workers, env, work, address)
         worker_cpu = sum(sum(h.cpu_times()[:2]) for h in handles) - before
     finally:
-        for process in processes:
+        for process in [*processes[1:], processes[0]]:  # workers first, then the scheduler
             process.terminate()
-        for process in processes:
-            process.wait(20)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     return seconds, cpu, converted, worker_cpu
 
 

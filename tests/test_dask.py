@@ -363,3 +363,19 @@ def test_staged_in_the_bucket_then_copied_is_what_a_commit_publishes(tmp_path: P
     assert split.keys_below(".tmp") == []
     convert_all()  # again: the same objects (the bucket test counts what a re-run writes)
     assert {key: split.get(key) for key in split.keys_below("")} == published
+
+
+def test_a_killed_runs_staged_objects_go_with_the_next_run(tmp_path: Path) -> None:
+    """What a killed run (or a worker after its run ended) left below `.tmp/run-*/` of a
+    bucket is removed by the next run's `clean_stale`; nothing else is."""
+    from dcmweb_static.store.objects import ObjectStore
+
+    store = ObjectStore(f"memory://stale-{os.getpid()}")
+    with store.session():
+        store.put(".tmp/run-1-2/1.2.3.4.5/metadata", b"[]")
+        store.put("unrelated/object", b"x")
+    summary = Converter(ConvertOptions(output=tmp_path), jobs=1, store=store).run(
+        [SAMPLES / "implicit.dcm"])
+    assert summary.count("converted") == 1
+    assert store.keys_below(".tmp") == []
+    assert store.get("unrelated/object") == b"x"

@@ -462,8 +462,13 @@ def convert(inputs: tuple[Path | str, ...], output_target: str,
                                         + (f": {result.reason}" if result.reason else "")),
                            file=sys.stderr)
 
-    converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
-                          plugin_manager=plugin_manager(), store=store, scheduler=scheduler)
+    try:
+        converter = Converter(options, jobs=jobs, on_result=on_result, keep_results=False,
+                              plugin_manager=plugin_manager(), store=store,
+                              scheduler=scheduler)
+    except OptionError as exc:  # a store Dask workers cannot reach (memory://)
+        progress.close()
+        raise click.UsageError(str(exc)) from None
     summary = None
     try:
         summary = converter.run(files)

@@ -13,10 +13,12 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pluggy
@@ -24,13 +26,21 @@ import pluggy
 from ..index.aggregate import Aggregator, aggregate
 from ..pathnames import display_path
 from ..plugins.manager import get_plugin_manager, run_hook
-from ..store import LocalStore, StagedInstance, StagingArea, Store, describe_os_error, is_url
-from .commit import commit_instance
+from ..store import (
+    LocalStore,
+    StagedInstance,
+    StagingArea,
+    Store,
+    describe_os_error,
+    is_url,
+)
+from ..store.objects import ObjectStore
+from .commit import commit_instance, commit_staged_instance
 from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter
 from .options import ConvertOptions
 from .report import RunSummary
-from .result import InstanceResult, peak_rss_kib
+from .result import InstanceResult, StagedObjects, peak_rss_kib
 from .sop_registry import Committed, SopRegistry
 from .source import Source, source_for
 from .stopping import Interrupted, StopRequest, stop_on_signals
@@ -132,6 +142,32 @@ class _Batches:
         return items
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A converted instance waiting for its commit: a staged folder (a local worker, or a
+    Dask worker writing into the folder's staging area), or the objects a Dask worker
+    staged in an object store (`run.dask_pool`)."""
+
+    staging: str | None
+    uploads: StagedObjects | None
+
+    def commit(self, store: Store, study: str, series: str, sop: str) -> None:
+        if self.uploads is not None:
+            assert isinstance(store, ObjectStore)
+            commit_staged_instance(store, self.uploads, study, series, sop)
+        else:
+            assert self.staging is not None
+            commit_instance(store, StagedInstance(self.staging), study, series, sop)
+
+    def discard(self, store: Store) -> None:
+        """A loser's (or a failed commit's) staged files go; nothing of it is published."""
+        if self.uploads is not None:
+            assert isinstance(store, ObjectStore)
+            store.discard_staged(self.uploads.uploads)
+        elif self.staging is not None:
+            StagedInstance(self.staging).remove()
+
+
 def _mark_duplicate(loser: InstanceResult, winner: Committed) -> None:
     if loser.sha256 == winner.sha256:
         loser.status = "duplicate"
@@ -159,6 +195,10 @@ class Converter:
         self.scheduler = scheduler
         #: where the tree is written (default: the folder `options.output`)
         self.store: Store = store if store is not None else LocalStore(options.output)
+        if scheduler is not None:
+            from .dask_pool import check_store
+
+            check_store(self.store)  # OptionError: Dask workers cannot reach it
         #: the plugins of this run (default: the installed ones)
         self.pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
         self.jobs = max(1, jobs or os.cpu_count() or 1)
@@ -294,21 +334,23 @@ class Converter:
         UID the first in input order wins, whatever order the workers finish in, and the
         others are judged against it (duplicate if the same bytes, else failed), so a
         re-run gives the same tree and the same report."""
-        assert result.staging and result.sop_uid and result.study_uid and result.series_uid
+        assert result.staging or result.uploads is not None
+        assert result.sop_uid and result.study_uid and result.series_uid
         if self._sops is None:
             self._sops = SopRegistry()
-        staged, result.staging = StagedInstance(result.staging), None
+        held = _Held(result.staging, result.uploads)
+        result.staging, result.uploads = None, None
         sop = result.sop_uid
         first = self._sops.winner(sop)
         if first is not None and first.index < index:
-            staged.remove()
+            held.discard(self.store)
             _mark_duplicate(result, first)
             self._remember(sop, index, result, winner=False)
             return
         try:
-            commit_instance(self.store, staged, result.study_uid, result.series_uid, sop)
+            held.commit(self.store, result.study_uid, result.series_uid, sop)
         except OSError as exc:
-            staged.remove()
+            held.discard(self.store)
             result.status, result.reason = "failed", f"cannot write instance folder: {exc}"
             return
         summary.touched_studies.add(result.study_uid)  # in the tree: it must be indexed
@@ -378,44 +420,44 @@ class Converter:
                 self._run_isolated(index, path, staging, summary)
 
     def _run_dask(self, paths: InputSpool, staging: StagingArea, summary: RunSummary) -> None:
-        """Batches of files on a Dask cluster (`run.dask_pool`): Dask reruns a batch whose
-        worker died; a batch that kills its workers every time fails its files."""
-        from .dask_pool import convert_batch, dask_executor, unpack
+        """Batches of files on a Dask cluster (`run.dask_pool`), whose workers stage each
+        instance in the store's staging area and return only its result; the parent
+        commits in input order (so the first of several files with one SOP Instance UID
+        is always committed first and the others are only judged: nothing the workers
+        found stored is replaced in between). Dask reruns a batch whose worker died; a
+        batch that kills its workers every time fails its files."""
+        from .dask_pool import convert_batch, dask_executor, store_target
 
         assert self.scheduler is not None
+        target = store_target(self.store, staging)
         with dask_executor(self.scheduler, self.jobs) as (pool, threads):
-            window = threads * 4
+            window = threads * 4  # batches submitted and not yet committed
             batches = _Batches(paths, threads)
-            running: dict[Future, list[tuple[int, str]]] = {}
+            running: deque[tuple[Future[list[InstanceResult]], list[tuple[int, str]]]] = deque()
             while batches.more or running:
                 while batches.more and len(running) < window:
                     items = batches.next()
                     if items:
-                        future = pool.submit(convert_batch, self.options,
-                                             [p for _, p in items])
-                        running[future] = items
+                        running.append((pool.submit(convert_batch, self.options, target,
+                                                    [p for _, p in items]), items))
                 if not running:
                     break
-                done, _ = wait(running, STOP_POLL_SECONDS, FIRST_COMPLETED)
-                self._stop.check()
-                for future in done:
-                    items = running.pop(future)
-                    try:
-                        pairs = future.result()
-                    except Exception as exc:  # KilledWorker, a lost scheduler
-                        reason = f"the Dask workers failed on its batch: {exc}".splitlines()[0]
-                        for index, path in items:
-                            self._finish(index, InstanceResult(path=path, status="failed",
-                                                               reason=reason), summary)
-                        continue
-                    for (index, _), (result, packed) in zip(items, pairs, strict=True):
-                        if packed is not None:
-                            try:
-                                result.staging = unpack(packed, staging,
-                                                        result.sop_uid or "instance").path
-                            except ValueError as exc:  # a worker of another version
-                                result.status, result.reason = "failed", str(exc)
-                        self._finish(index, result, summary)
+                future, items = running[0]
+                while not wait([future], STOP_POLL_SECONDS).done:
+                    self._stop.check()
+                running.popleft()
+                try:
+                    results = future.result()
+                except Exception as exc:  # KilledWorker, a lost scheduler
+                    reason = f"the Dask workers failed on its batch: {exc}".splitlines()[0]
+                    results = [InstanceResult(path=path, status="failed", reason=reason)
+                               for _, path in items]
+                for (index, _), result in zip(items, results, strict=True):
+                    if result.staging is not None and \
+                            os.path.dirname(result.staging) != staging.path:
+                        result.status, result.staging = "failed", None  # another version's
+                        result.reason = "a Dask worker staged it outside the run's staging area"
+                    self._finish(index, result, summary)
 
     def _run_isolated(self, index: int, path: str, staging: StagingArea,
                       summary: RunSummary) -> None:

@@ -8,6 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pathnames import display_path, path_fields
+from ..store import StagedUpload
+
+
+@dataclass(frozen=True)
+class StagedObjects:
+    """What a Dask worker staged in an object store for one instance
+    (`run.commit.stage_instance`), for the parent's commit: no bytes, only keys."""
+
+    uploads: list[StagedUpload]
+    #: the keys below the instance's folder when the worker looked (relative to it)
+    stored: list[str]
+    #: an earlier deduplicated record is stored, and this conversion has none
+    stale_record: bool = False
 
 
 @dataclass(slots=True)
@@ -23,7 +36,10 @@ class InstanceResult:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    #: the staged folder (a path in the run's staging area) of a converted instance
     staging: str | None = None
+    #: or, from a Dask worker writing into an object store: what it staged there
+    uploads: StagedObjects | None = None
     warnings: list[str] = field(default_factory=list)
     #: seconds per stage (scan, parse, encode, frames, gzip, write), for the benchmark
     timings: dict[str, float] = field(default_factory=dict)

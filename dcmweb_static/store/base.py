@@ -56,6 +56,22 @@ class StagedObject:
     headers: Headers
 
 
+@dataclass(frozen=True)
+class StagedUpload:
+    """One object a worker put into the run's staging prefix of an object store
+    (`ObjectStore.stage`), for the parent to publish with a server-side copy
+    (`ObjectStore.commit_staged`): the parent never moves its bytes. `staged_key` is None
+    when the final object already held these bytes and headers (nothing was uploaded:
+    a re-run writes nothing)."""
+
+    key: str
+    #: the content hash (`objects.content_hash`) of the bytes and headers
+    digest: str
+    staged_key: str | None
+    #: content-addressed (a deduplicated extract): kept as it is when the key exists
+    only_new: bool = False
+
+
 class Writer(Protocol):
     """A resource written piece by piece; it appears whole when the writer closes without
     an error, and not at all otherwise."""

@@ -14,21 +14,31 @@ what `dcmweb convert -d s3://bucket/prefix` writes into.
   a reader that sees its metadata finds its frames; the earlier instance's other keys are
   removed after.
 - A PUT is atomic on an object store: readers see the old object or the new one.
+- Dask workers stage an instance in the bucket itself (`stage`: objects below the run's
+  hidden prefix `.tmp/run-<pid>-<ns>/`, uploaded with their final headers and hash); the
+  parent publishes it with server-side copies (`commit_staged`), so no instance byte
+  passes through the parent. A key whose final object already has the hash is not
+  uploaded at all. The session removes its prefix at the end; `clean_stale` removes the
+  prefixes of killed runs.
 - There is no lock between runs on one bucket: `lock()` serialises one process's threads
-  only. Run one conversion per prefix at a time.
+  only. Run one conversion per prefix at a time (`clean_stale` takes every other run's
+  staging prefix for a dead one's).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
-from .staging import InProcessRuns, StagedInstance
+from .base import NO_HEADERS, Headers, Layout, StagedObject, StagedUpload, WriteCounts
+from .staging import InProcessRuns, StagedInstance, StagingArea
 
 #: user metadata key of the content hash (S3 sends it as `x-amz-meta-dcmweb-sha256`)
 HASH_KEY = "dcmweb-sha256"
@@ -36,6 +46,9 @@ HASH_KEY = "dcmweb-sha256"
 #: memory store holds bytes only (tests, and library users who read the bytes back)
 HEADER_PROTOCOLS = ("s3", "s3a")
 SUPPORTED = (*HEADER_PROTOCOLS, "memory")
+#: the hidden prefix of the runs' staged objects (never a DICOMweb URL: no resource starts
+#: with a dot)
+SCRATCH_PREFIX = ".tmp"
 
 
 #: printable ASCII, no leading or trailing space: no CR/LF gets into a header
@@ -105,6 +118,8 @@ class ObjectStore(InProcessRuns):
         self.root = root.rstrip("/")
         self.counts = WriteCounts()
         self._lock = threading.RLock()
+        #: the open session's staging prefix (`.tmp/run-<pid>-<ns>`), for Dask workers
+        self.run_prefix: str | None = None
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r})"
@@ -194,8 +209,8 @@ class ObjectStore(InProcessRuns):
                 found.add(entry[len(base):].split("/", 1)[0])
         return sorted(found)
 
-    def _keys_below(self, folder: str) -> list[str]:
-        """Every key below `folder`, relative to it."""
+    def keys_below(self, folder: str) -> list[str]:
+        """Every key below `folder`, relative to it (one LIST on S3)."""
         base = self.path(folder).rstrip("/") + "/"
         try:
             found = self.fs.find(base, withdirs=False)
@@ -216,11 +231,122 @@ class ObjectStore(InProcessRuns):
         self.counts.removed += 1
 
     def delete_folder(self, name: str) -> None:
-        for key in self._keys_below(name):
+        for key in self.keys_below(name):
             self.delete(f"{name}/{key}")
 
+    # -- the run's staging prefix --------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[StagingArea]:
+        """A local folder for staging (as any store that is no folder), and on the
+        outermost session a staging prefix in the bucket for Dask workers, whose objects
+        (the debris of killed workers, of a stopped run) are removed at the end."""
+        if self.run_prefix is not None:
+            with super().session() as area:
+                yield area
+            return
+        self.run_prefix = f"{SCRATCH_PREFIX}/run-{os.getpid()}-{time.time_ns()}"
+        try:
+            with super().session() as area:
+                yield area
+        finally:
+            prefix, self.run_prefix = self.run_prefix, None
+            self._drop([f"{prefix}/{key}" for key in self.keys_below(prefix)])
 
+    def clean_stale(self) -> None:
+        """Remove the staging prefixes of other runs: with one conversion per prefix at a
+        time, those are killed runs' (a worker may upload after its run ended)."""
+        own = self.run_prefix.rsplit("/", 1)[-1] if self.run_prefix else None
+        for run in self.children(SCRATCH_PREFIX):
+            if run != own:
+                base = f"{SCRATCH_PREFIX}/{run}"
+                self._drop([f"{base}/{key}" for key in self.keys_below(base)])
 
+    def _drop(self, names: Sequence[str]) -> None:
+        """Remove staged objects (not counted: they never were part of the tree); one
+        bulk request on S3."""
+        if names:
+            try:
+                self.fs.rm([self.path(name) for name in names])
+            except FileNotFoundError:
+                pass
+
+    def stage(self, prefix: str, staged: StagedInstance, plan: Sequence[StagedObject],
+              folder: str | None = None, stored: Sequence[str] = (),
+              only_new: bool = False) -> list[StagedUpload]:
+        """On a worker: upload the files of `plan` below `prefix` (a folder of the run's
+        staging prefix) with their final headers and hash, except those whose final
+        object already holds them. `stored`: the keys below `folder` (`keys_below`), so
+        that a key not among them needs no HEAD; `only_new`: content-addressed keys,
+        skipped if present."""
+        inside = f"{folder}/" if folder is not None else None
+        stored = set(stored)
+        uploads: list[StagedUpload] = []
+        for item in plan:
+            data = staged.read(item.staged_name)
+            digest = content_hash(data, item.headers, self.cache_control)
+            if only_new:
+                there = self.exists(item.key)
+            else:
+                maybe = inside is None or not item.key.startswith(inside) or \
+                    item.key[len(inside):] in stored
+                there = maybe and self._stored_hash(self.path(item.key), data) == digest
+            staged_key = None
+            if not there:
+                staged_key = f"{prefix}/{item.staged_name}"
+                self._upload(self.path(staged_key), data, item.headers, digest)
+            uploads.append(StagedUpload(item.key, digest, staged_key, only_new))
+        return uploads
+
+    def discard_staged(self, uploads: Sequence[StagedUpload]) -> None:
+        """Remove what a worker staged for an instance that is not published (a
+        duplicate's, one that failed to commit)."""
+        self._drop([item.staged_key for item in uploads if item.staged_key is not None])
+
+    def commit_staged(self, folder: str, uploads: Sequence[StagedUpload],
+                      stored: Sequence[str]) -> None:
+        """In the parent: publish what a worker staged (`stage`) in its order (metadata
+        last) by server-side copies, then remove the earlier conversion's keys below
+        `folder` (`stored`, as the worker listed them: one run per prefix, and only the
+        first of an instance's files is committed, so nothing changed them since) that
+        this one does not have (result folders survive unless staged again), and the
+        staged objects. Uploads the worker found stored already count unchanged."""
+        prefix = folder + "/"
+        try:
+            copies: list[tuple[str, str]] = []
+            for item in uploads:
+                if item.staged_key is None or (item.only_new and self.exists(item.key)):
+                    self.counts.unchanged += 1
+                    continue
+                copies.append((self.path(item.staged_key), self.path(item.key)))
+            self._copy(copies[:-1])  # at once: frames, bulk data, info
+            self._copy(copies[-1:])  # then the last (the metadata)
+            self.counts.written += len(copies)
+            kept = {item.key[len(prefix):] for item in uploads if item.key.startswith(prefix)}
+            restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
+            for old in sorted(stored):
+                first = old.split("/", 1)[0]
+                if old not in kept and (not first.startswith("_") or first in restaged):
+                    self.delete(prefix + old)
+        finally:
+            self.discard_staged(uploads)
+
+    def _copy(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Server-side copies (source, target), all at once: S3's CopyObject keeps the
+        headers and metadata (hash) the worker uploaded; one request each (s3fs's `copy`
+        asks for the size first)."""
+        if not pairs:
+            return
+        if self.protocol in HEADER_PROTOCOLS:
+            import asyncio
+
+            from fsspec.asyn import sync
+
+            async def copy_all() -> None:
+                await asyncio.gather(*(self.fs._copy_basic(a, b) for a, b in pairs))
+            sync(self.fs.loop, copy_all)
+            return
+        for source, target in pairs:
+            self.fs.copy(source, target)
 
     # -- instances ---------------------------------------------------------------------
     def commit_instance(self, staged: StagedInstance, folder: str,
@@ -232,7 +358,7 @@ class ObjectStore(InProcessRuns):
             plan = [StagedObject(name, f"{folder}/{name}", NO_HEADERS)
                     for name in staged.files()]
         prefix = folder + "/"
-        stored = set(self._keys_below(folder))  # one LIST instead of a HEAD per new key
+        stored = set(self.keys_below(folder))  # one LIST instead of a HEAD per new key
         for item in plan:
             inside = item.key.startswith(prefix)
             self._put(item.key, staged.read(item.staged_name), item.headers,

@@ -13,13 +13,15 @@ does; every timed command runs from dropped page caches
 (`sync; echo 3 > /proc/sys/vm/drop_caches`, when run as root; otherwise it says so) and
 is timed together with its own `sync`; CPU-seconds are user + system time of all its
 processes (`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In
-each round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the tree
-that conversion wrote, and (multi-frame inputs) `cp` of the input file. Medians over the
-rounds; every output is kept until the end (deleting many files makes creating files
-dearer on ext4 for a while). It prints per input the medians, the peak RSS of the
-converter's parent and largest worker (from the run report), the per-stage worker time
-per file, the serial aggregation and the start-up; then a table of the ratios against
-the targets of issue 16.
+each round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the latest
+tree a conversion wrote (an untimed conversion before the first round), and (multi-frame
+inputs) `cp` of the input file, rotated one place per round so that each command runs
+in each place equally often (the place alone moved the 1 GB conversion by 1.6 CPU-s, see
+`Bench`). Medians over the rounds; every output is kept until the end (deleting many
+files makes creating files dearer on ext4 for a while). It prints per input the
+medians, the peak RSS of the converter's parent and largest worker (from the run
+report), the per-stage worker time per file, the serial aggregation and the start-up;
+then a table of the ratios against the targets of issue 16.
 """
 
 from __future__ import annotations
@@ -177,29 +179,57 @@ def spread(runs: list[Run], what: str) -> str:
 
 
 class Bench:
-    """Runs every command in fresh folders under `runs`, removed only at the end."""
+    """Runs every command in fresh folders under `runs`, removed only at the end.
+
+    The position of a command in the sequence matters on this machine as much as the
+    command: the same conversion of the 1 GB file took a median 4.75 CPU-s right after the
+    previous round's `cp -r` and 2.97-3.15 CPU-s in the next two places (3 rounds of three
+    identical conversions). So the timed commands of an input are rotated, one place per
+    round, and `cp -r` copies the tree of the latest conversion (an untimed one first), so
+    that every command takes every place equally often."""
 
     def __init__(self, runs: Path, rounds: int, cold: bool, jobs: int | None) -> None:
         self.runs, self.rounds, self.cold, self.jobs = runs, rounds, cold, jobs
         self._n = 0
+        #: per input: the latest tree `dcmweb convert` wrote
+        self._trees: dict[str, Path] = {}
 
     def target(self, label: str) -> Path:
         self._n += 1
         return self.runs / f"{self._n:03d}-{label}"
 
-    def round(self, item: Input) -> None:
-        """convert, then `cp -r` of the tree it wrote, then `cp` of a single input file."""
+    def _convert(self, item: Input) -> Run:
         out = self.target(f"{item.key}-dcmweb")
         report = self.runs / f"{self._n:03d}-report.json"
-        item.convert.append(timed(convert_command(item.folder, out, report, self.jobs),
-                                  self.cold))
+        run = timed(convert_command(item.folder, out, report, self.jobs), self.cold)
         item.reports.append(json.loads(report.read_text()))
-        item.cp_tree.append(timed(["cp", "-r", str(out), str(self.target("cp-tree"))],
-                                  self.cold))
-        if item.single_file:
+        self._trees[item.key] = out
+        return run
+
+    def prepare(self, item: Input) -> None:
+        """An untimed conversion: the tree the first `cp -r` copies."""
+        self._convert(item)
+        item.reports.clear()
+
+    def round(self, item: Input, number: int) -> None:
+        """convert, `cp -r` of the latest tree it wrote and `cp` of a single input file,
+        rotated by `number` places."""
+        def cp_tree() -> None:
+            tree = self._trees[item.key]
+            item.cp_tree.append(timed(["cp", "-r", str(tree), str(self.target("cp-tree"))],
+                                      self.cold))
+
+        def cp_input() -> None:
             file, = item.folder.iterdir()
             item.cp_input.append(timed(["cp", str(file), str(self.target("cp-input"))],
                                        self.cold))
+
+        commands = [lambda: item.convert.append(self._convert(item)), cp_tree]
+        if item.single_file:
+            commands.append(cp_input)
+        shift = number % len(commands)
+        for command in commands[shift:] + commands[:shift]:
+            command()
 
 
 def print_input(item: Input) -> None:
@@ -327,10 +357,12 @@ def main() -> None:
     runs.mkdir()
     bench = Bench(runs, rounds, cold, args.jobs)
     try:
+        for item in items.values():
+            bench.prepare(item)
         for n in range(rounds):
             print(f"round {n + 1}/{rounds}", flush=True)
             for item in items.values():
-                bench.round(item)
+                bench.round(item, n)
         print()
         for item in items.values():
             print_input(item)

@@ -30,6 +30,7 @@ from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.store import MemoryStore
 
 from . import corpus
+from .s3server import s3_server
 from .servers import free_port, wait_for_port
 
 # found, not imported (see dask_run.py): the client, moto and s3fs run in other processes
@@ -101,21 +102,8 @@ def test_the_duplicates_are_judged_in_the_one_machine_run(inputs, reference) -> 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 with a public-read bucket; yields its endpoint."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(port), BUCKET],
-                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with s3_server(BUCKET) as endpoint:
+        yield endpoint
 
 
 def _env(endpoint: str) -> dict[str, str]:

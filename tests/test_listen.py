@@ -28,6 +28,7 @@ from dcmweb_static.tree.reader import TreeReader
 from . import corpus
 from .conftest import require_tool
 from .reference import assert_same_dataset, reference_frames
+from .s3server import s3_server
 from .servers import free_port, wait_for_port
 from .test_ingest import tree_files
 from .treeutil import dataset_from_tree, frame_bodies
@@ -363,27 +364,8 @@ def test_two_listeners_into_one_tree_while_a_server_reads_it(
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 (tests/s3server.py) with bucket `bkt`."""
-    import importlib.util
-
-    for module in ("s3fs", "moto", "boto3"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(port), "bkt"],
-                              cwd=Path(__file__).resolve().parent.parent, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with s3_server("bkt") as endpoint:
+        yield endpoint
 
 
 def test_into_an_object_store(tmp_path: Path, series: list[Path], s3_endpoint: str,

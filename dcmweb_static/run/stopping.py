@@ -52,21 +52,30 @@ class StopRequest:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """Catch SIGINT, SIGTERM and SIGHUP while the block runs, where nobody else does: a
-    signal an application handles (or ignores, as under nohup) is left alone, and so is
-    everything outside the main thread, where Python cannot handle signals."""
-    request = StopRequest()
+def _handled_by(handler: Any) -> Iterator[None]:
+    """`handler` takes SIGINT, SIGTERM and SIGHUP while the block runs, where nobody else
+    does: a signal an application handles (or ignores, as under nohup) is left alone."""
     previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-                previous[signum] = signal.signal(signum, request._handle)
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            previous[signum] = signal.signal(signum, handler)
     try:
-        yield request
+        yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, previous_handler in previous.items():
+            signal.signal(signum, previous_handler)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Catch SIGINT, SIGTERM and SIGHUP while the block runs, where nobody else does
+    (`_handled_by`), and not outside the main thread, where Python cannot handle signals."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    with _handled_by(request._handle):
+        yield request
 
 
 class StopWait:
@@ -94,12 +103,5 @@ def catch_stop() -> Iterator[StopWait]:
     end the wait of the yielded `StopWait` instead of the process; caught from the start
     of the block, so a signal that comes before the wait is not lost."""
     waiter = StopWait()
-    previous: dict[int, Any] = {}
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-            previous[signum] = signal.signal(signum, waiter._handle)
-    try:
+    with _handled_by(waiter._handle):
         yield waiter
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -321,14 +321,19 @@ class ObjectStore(InProcessRuns):
             self._copy(copies[:-1])  # at once: frames, bulk data, info
             self._copy(copies[-1:])  # then the last (the metadata)
             self.counts.written += len(copies)
-            kept = {item.key[len(prefix):] for item in uploads if item.key.startswith(prefix)}
-            restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
-            for old in sorted(stored):
-                first = old.split("/", 1)[0]
-                if old not in kept and (not first.startswith("_") or first in restaged):
-                    self.delete(prefix + old)
+            self._remove_stale(prefix, stored, [item.key for item in uploads])
         finally:
             self.discard_staged(uploads)
+
+    def _remove_stale(self, prefix: str, stored: set[str], published: Sequence[str]) -> None:
+        """Delete the keys below `prefix` an earlier conversion left that this one did not
+        publish; a `_vendor` result folder survives unless this conversion staged it anew."""
+        kept = {key[len(prefix):] for key in published if key.startswith(prefix)}
+        restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
+        for old in sorted(stored):
+            first = old.split("/", 1)[0]
+            if old not in kept and (not first.startswith("_") or first in restaged):
+                self.delete(prefix + old)
 
     def _copy(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Server-side copies (source, target), all at once: S3's CopyObject keeps the
@@ -363,10 +368,5 @@ class ObjectStore(InProcessRuns):
             inside = item.key.startswith(prefix)
             self._put(item.key, staged.read(item.staged_name), item.headers,
                       maybe_stored=not inside or item.key[len(prefix):] in stored)
-        kept = {item.key[len(prefix):] for item in plan if item.key.startswith(prefix)}
-        restaged = {key.split("/", 1)[0] for key in kept if key.startswith("_")}
-        for old in sorted(stored):
-            first = old.split("/", 1)[0]
-            if old not in kept and (not first.startswith("_") or first in restaged):
-                self.delete(prefix + old)
+        self._remove_stale(prefix, stored, [item.key for item in plan])
         staged.remove()

@@ -95,7 +95,12 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
     kinds = {re.sub(r".*/", "", f.url.split("?")[0]) for f in json_urls}
     assert kinds == {"studies", "series", "metadata"}, [f.url for f in fetched]
     for response in json_urls:
-        assert response.headers.get("content-type") == "application/dicom+json", response
+        # what the bucket serves at that URL; the browser's record of a response now and then
+        # lacks its Content-Type (seen once in ten runs, on the study list), never another one
+        served = httpx.get(response.url, headers={"Accept-Encoding": "gzip"})
+        assert served.headers["content-type"] == "application/dicom+json", served.headers
+        assert served.headers["content-encoding"] == "gzip", served.headers
+        assert response.headers.get("content-type") in (None, "application/dicom+json"), response
         assert response.headers["content-encoding"] == "gzip", response
     frames = [f for f in fetched if f.url.endswith("/frames/1")]
     assert len(frames) == len(instances), [f.url for f in fetched]

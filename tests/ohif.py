@@ -10,24 +10,18 @@ import os
 import shutil
 import subprocess
 import tarfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dcmweb_static.serve.app import make_app
-
-from .servers import wait_for_port
 
 OHIF_VERSION = "3.13.2"
 CACHE = Path(os.environ.get("DCMWEB_TEST_CACHE", Path.home() / ".cache" / "dcmweb-tests"))
@@ -116,22 +110,6 @@ def viewer_app(dist: Path, wado_root: str, tree: Path | None = None) -> Starlett
         routes.append(Mount("/dicomweb", make_app(tree)))
     routes.append(Mount("/", StaticFiles(directory=dist, html=True)))
     return Starlette(routes=routes, exception_handlers={404: spa})
-
-
-@contextmanager
-def serving(app: Starlette, port: int) -> Iterator[str]:
-    """`app` served by uvicorn on 127.0.0.1:`port` (the caller picks the port first, since
-    the viewer's configuration may name its origin); yields the origin."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass

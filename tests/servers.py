@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -39,9 +40,10 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def dcmweb_serve(root: Path) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(root), host="127.0.0.1", port=port,
+def serving(app: Any, port: int) -> Iterator[str]:
+    """`app` served by uvicorn on 127.0.0.1:`port` (the caller picks the port first, since
+    the viewer's configuration may name its origin); yields the origin."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -51,6 +53,12 @@ def dcmweb_serve(root: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def dcmweb_serve(root: Path) -> Iterator[str]:
+    with serving(make_app(root), free_port()) as origin:
+        yield origin
 
 
 @contextmanager

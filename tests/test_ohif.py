@@ -18,8 +18,8 @@ from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.options import ConvertOptions
 
-from .ohif import correlation, first_shown, require_viewer, serving, show, viewer_app, windowed_ct
-from .servers import free_port
+from .ohif import correlation, first_shown, require_viewer, show, viewer_app, windowed_ct
+from .servers import free_port, serving
 
 
 @pytest.fixture(scope="module")

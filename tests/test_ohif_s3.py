@@ -23,9 +23,9 @@ import pytest
 
 from dcmweb_static import synthetic as syn
 
-from .ohif import correlation, first_shown, require_viewer, serving, show, viewer_app, windowed_ct
+from .ohif import correlation, first_shown, require_viewer, show, viewer_app, windowed_ct
 from .s3server import cli_convert, s3_server
-from .servers import free_port
+from .servers import free_port, serving
 
 for _module in ("s3fs", "moto", "boto3"):  # in the server and CLI processes only
     if importlib.util.find_spec(_module) is None:

@@ -1,6 +1,6 @@
 """How each object store keeps an object's headers and our content hash, and copies an
 object server-side with them: S3 (s3fs), Google Cloud Storage (gcsfs), Azure Blob Storage
-(adlfs). `ObjectStore` is the same for all three; only these three operations differ.
+(adlfs). `ObjectStore` is the same for all three; only the operations here differ.
 
 - S3: `ContentType`/`ContentEncoding`/`CacheControl` and user metadata
   (`x-amz-meta-dcmweb-sha256`); CopyObject keeps them.
@@ -24,14 +24,15 @@ from .base import Headers
 
 S3 = ("s3", "s3a")
 GCS = ("gs", "gcs")
-AZURE = ("az", "abfs", "abfss")
+AZURE = ("az",)  # adlfs's abfs:// (Data Lake) URLs name the account too: not tested
 #: protocols whose objects carry Content-Type/Content-Encoding/Cache-Control as we set them
 HEADER_PROTOCOLS = (*S3, *GCS, *AZURE)
 #: user metadata key of the content hash
 HASH_KEY = "dcmweb-sha256"
 AZURE_HASH_KEY = "dcmweb_sha256"
-#: how long a pending Azure copy is polled (same-account copies complete at once)
+#: how a pending Azure copy is polled (same-account copies complete at once)
 _COPY_POLL_SECONDS = 0.05
+_COPY_TIMEOUT_SECONDS = 600.0
 
 
 def default_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +210,8 @@ async def _copy_blob(fs: Any, source: str, target: str) -> None:
         except ResourceNotFoundError as exc:
             raise FileNotFoundError(source) from exc
         status = started.get("copy_status")
-        while status == "pending":
+        deadline = asyncio.get_running_loop().time() + _COPY_TIMEOUT_SECONDS
+        while status == "pending" and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(_COPY_POLL_SECONDS)
             status = (await client.get_blob_properties()).copy.status
         if status != "success":

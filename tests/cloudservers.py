@@ -170,3 +170,56 @@ def azure_objects(endpoint: str, container: str, prefix: str
         marker = listed.findtext("NextMarker") or ""
         if not marker:
             return found
+
+
+def copy_check(url: str, options: dict, cache_control: str, read) -> dict:
+    """In this process: stage an object below the session's `.tmp/` prefix, copy it
+    server-side to `copied/metadata` (what a Dask commit does) and read it back with
+    `read` (the website view), delete it, then aggregate every study of the tree."""
+    import gzip
+
+    from dcmweb_static.index.aggregate import aggregate, all_studies
+    from dcmweb_static.plugins.manager import get_plugin_manager
+    from dcmweb_static.store.base import Headers
+    from dcmweb_static.store.objects import ObjectStore
+
+    store = ObjectStore(url, options, cache_control)
+    with store.session():
+        staged = f"{store.run_prefix}/copy-test"
+        store.put(staged, gzip.compress(b"[]", mtime=0),
+                  Headers("application/dicom+json", "gzip"))
+        store._copy([(store.path(staged), store.path("copied/metadata"))])
+        data, headers = read()["copied/metadata"]
+    left = store.keys_below(".tmp")
+    store.delete("copied/metadata")
+    studies = all_studies(store)
+    aggregated = aggregate(store, studies, get_plugin_manager(), gzip=True)
+    return {"copied": [data.hex(), headers], "staged_left": left,
+            "removed": store.counts.removed, "studies": len(studies),
+            "aggregated": aggregated, "written": store.counts.written}
+
+
+def _main(command: str, url: str, options: str, cache_control: str) -> None:
+    import json
+    import os
+
+    assert command == "copy-check"
+    name, prefix = url.split("://", 1)[1].split("/", 1)
+    if url.startswith("gs://"):
+        endpoint = os.environ["STORAGE_EMULATOR_HOST"]
+
+        def read() -> dict:
+            return {k[len(prefix) + 1:]: v for k, v in
+                    gcs_objects(endpoint, name, prefix + "/").items()}
+    else:
+        blob = os.environ["AZURE_STORAGE_CONNECTION_STRING"].split("BlobEndpoint=", 1)[1]
+        endpoint = blob.split(f"/{AZURE_ACCOUNT}", 1)[0]
+
+        def read() -> dict:
+            return {k[len(prefix) + 1:]: v for k, v in
+                    azure_objects(endpoint, name, prefix + "/").items()}
+    print(json.dumps(copy_check(url, json.loads(options), cache_control, read)))
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:5])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run it. Used by the README and .ci/run.
 #   - Debian's dcmtk (dcm2json, dcmconv, dcmcjpeg, dcmcjpls, dcmcrle, dcmodify): references;
-#     nginx-light and chromium for the serving and OHIF tests (npm fetches @ohif/app)
+#     nginx-light and chromium for the serving and OHIF tests (npm fetches @ohif/app, and
+#     the Azure Blob emulator azurite, into the test cache: tests/ohif.py, tests/cloudservers.py)
 #   - a virtual environment .venv with dcmweb-static and its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ need=()
 command -v dcm2json >/dev/null 2>&1 || need+=(dcmtk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v npm >/dev/null 2>&1 || need+=(npm)  # @ohif/app and azurite
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi

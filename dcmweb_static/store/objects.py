@@ -1,15 +1,16 @@
-"""An object store through fsspec (S3 and S3-compatible servers, fsspec's memory store):
-what `dcmweb convert -d s3://bucket/prefix` writes into.
+"""An object store through fsspec (S3 and S3-compatible servers, Google Cloud Storage, Azure
+Blob Storage, fsspec's memory store): what `dcmweb convert -d s3://bucket/prefix` (`gs://`,
+`az://`) writes into; `backends` holds what differs between the three services.
 
 - The object layout of `tree.urls`: each key *is* the resource's URL path below the
   prefix (`studies`, `studies/<st>/series`, `.../frames/1`), so a static website or CDN in
   front of the bucket answers WADO-RS/QIDO-RS with no rewrite rule.
 - Every object carries the headers a client needs (`Content-Type`, `Content-Encoding:
-  gzip` where gzipped, an optional `Cache-Control`), set at upload: S3 sends them back as
-  they were stored. Upload tools that guess them from the name break DICOMweb clients.
+  gzip` where gzipped, an optional `Cache-Control`), set at upload: the service sends them
+  back as they were stored. Upload tools that guess them from the name break DICOMweb clients.
 - Incremental: each object's metadata keeps the SHA-256 of its bytes and headers
-  (`x-amz-meta-dcmweb-sha256`); a put whose hash is already there uploads nothing, so a
-  re-run keeps ETags and a CDN keeps its cache.
+  (`x-amz-meta-dcmweb-sha256`, `x-goog-meta-...`, `x-ms-meta-dcmweb_sha256`); a put whose
+  hash is already there uploads nothing, so a re-run keeps ETags and a CDN keeps its cache.
 - An instance is uploaded metadata last (the order of the plan `tree.publish` makes), so
   a reader that sees its metadata finds its frames; the earlier instance's other keys are
   removed after.
@@ -37,14 +38,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from .backends import (
+    HASH_KEY,
+    HEADER_PROTOCOLS,
+    copy_all,
+    default_options,
+    listed,
+    read,
+    stored_hash,
+    upload,
+)
 from .base import NO_HEADERS, Headers, Layout, StagedObject, StagedUpload, WriteCounts
 from .staging import InProcessRuns, StagedInstance, StagingArea
 
-#: user metadata key of the content hash (S3 sends it as `x-amz-meta-dcmweb-sha256`)
-HASH_KEY = "dcmweb-sha256"
-#: protocols whose objects can carry Content-Type/Content-Encoding as we set them; fsspec's
-#: memory store holds bytes only (tests, and library users who read the bytes back)
-HEADER_PROTOCOLS = ("s3", "s3a")
+__all__ = ["HASH_KEY", "HEADER_PROTOCOLS", "SUPPORTED", "ObjectStore", "content_hash"]
+#: fsspec's memory store holds bytes only (tests, and library users who read them back)
 SUPPORTED = (*HEADER_PROTOCOLS, "memory")
 #: the hidden prefix of the runs' staged objects (never a DICOMweb URL: no resource starts
 #: with a dot)
@@ -93,7 +101,8 @@ class _ObjectWriter:
 
 
 class ObjectStore(InProcessRuns):
-    """A tree under `url` (`s3://bucket/prefix`, `memory://name`) in the object layout."""
+    """A tree under `url` (`s3://bucket/prefix`, `gs://`, `az://container/prefix`,
+    `memory://name`) in the object layout."""
 
     layout: Layout = "object"
 
@@ -114,7 +123,8 @@ class ObjectStore(InProcessRuns):
             raise UnsupportedStoreError(f"--cache-control {cache_control!r} is not a header "
                                         "value (printable ASCII, no leading/trailing space)")
         self.protocol = protocol
-        self.fs, root = fsspec.core.url_to_fs(url, **self.options)
+        self.fs, root = fsspec.core.url_to_fs(
+            url, **default_options(protocol, self.options))
         self.root = root.rstrip("/")
         self.counts = WriteCounts()
         self._lock = threading.RLock()
@@ -155,24 +165,14 @@ class ObjectStore(InProcessRuns):
         the stored bytes would have now (they are compared, not trusted)."""
         try:
             if self.protocol in HEADER_PROTOCOLS:
-                return self.fs.metadata(path).get(HASH_KEY)
+                return stored_hash(self.fs, self.protocol, path)
             stored = self.fs.cat_file(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         return content_hash(data, NO_HEADERS, self.cache_control) if stored == data else None
 
     def _upload(self, path: str, data: bytes, headers: Headers, digest: str) -> None:
-        if self.protocol not in HEADER_PROTOCOLS:
-            self.fs.pipe_file(path, data)
-            return
-        extra: dict[str, Any] = {"Metadata": {HASH_KEY: digest},
-                                 "ContentType": headers.content_type
-                                 or "application/octet-stream"}
-        if headers.content_encoding:
-            extra["ContentEncoding"] = headers.content_encoding
-        if self.cache_control:
-            extra["CacheControl"] = self.cache_control
-        self.fs.pipe_file(path, data, **extra)
+        upload(self.fs, self.protocol, path, data, headers, self.cache_control, digest)
 
     def put_new(self, name: str, data: bytes, headers: Headers = NO_HEADERS) -> bool:
         if self.exists(name):
@@ -186,7 +186,7 @@ class ObjectStore(InProcessRuns):
 
     def get(self, name: str) -> bytes | None:
         try:
-            return self.fs.cat_file(self.path(name))
+            return read(self.fs, self.protocol, self.path(name))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
@@ -199,11 +199,11 @@ class ObjectStore(InProcessRuns):
     def children(self, prefix: str) -> list[str]:
         base = self.path(prefix).rstrip("/") + "/"
         try:
-            listed = self.fs.ls(base, detail=False, refresh=True)
+            entries = listed(self.fs, self.protocol, base)
         except FileNotFoundError:
             return []
         found = set()
-        for entry in listed:
+        for entry in entries:
             entry = entry.rstrip("/")
             if entry.startswith(base) and entry != base.rstrip("/"):
                 found.add(entry[len(base):].split("/", 1)[0])
@@ -336,22 +336,10 @@ class ObjectStore(InProcessRuns):
                 self.delete(prefix + old)
 
     def _copy(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Server-side copies (source, target), all at once: S3's CopyObject keeps the
-        headers and metadata (hash) the worker uploaded; one request each (s3fs's `copy`
-        asks for the size first)."""
-        if not pairs:
-            return
-        if self.protocol in HEADER_PROTOCOLS:
-            import asyncio
-
-            from fsspec.asyn import sync
-
-            async def copy_all() -> None:
-                await asyncio.gather(*(self.fs._copy_basic(a, b) for a, b in pairs))
-            sync(self.fs.loop, copy_all)
-            return
-        for source, target in pairs:
-            self.fs.copy(source, target)
+        """Server-side copies (source, target), all at once: CopyObject, rewriteTo and
+        Copy Blob keep the headers and metadata (hash) the worker uploaded."""
+        if pairs:
+            copy_all(self.fs, self.protocol, pairs)
 
     # -- instances ---------------------------------------------------------------------
     def commit_instance(self, staged: StagedInstance, folder: str,

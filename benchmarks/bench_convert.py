@@ -149,7 +149,10 @@ class Input:
     folder: Path
     #: the one file of a multi-frame input: also compared with `cp` of that file
     single_file: bool = False
+    #: also timed: benchmarks/layout_floor.py, the least a Python writer of the layout pays
+    floor: bool = False
     convert: list[Run] = field(default_factory=list)
+    layout_floor: list[Run] = field(default_factory=list)
     cp_tree: list[Run] = field(default_factory=list)
     cp_input: list[Run] = field(default_factory=list)
     reports: list[dict] = field(default_factory=list)
@@ -224,9 +227,17 @@ class Bench:
             item.cp_input.append(timed(["cp", str(file), str(self.target("cp-input"))],
                                        self.cold))
 
+        def layout_floor() -> None:
+            command = [sys.executable, str(Path(__file__).with_name("layout_floor.py")),
+                       str(item.folder), str(self.target("floor"))]
+            item.layout_floor.append(timed(
+                command + (["-j", str(self.jobs)] if self.jobs else []), self.cold))
+
         commands = [lambda: item.convert.append(self._convert(item)), cp_tree]
         if item.single_file:
             commands.append(cp_input)
+        if item.floor:
+            commands.append(layout_floor)
         shift = number % len(commands)
         for command in commands[shift:] + commands[:shift]:
             command()
@@ -247,6 +258,13 @@ def print_input(item: Input) -> None:
         print(f"  cp of the file     wall+sync {spread(item.cp_input, 'wall')} s  "
               f"CPU {spread(item.cp_input, 'cpu')} s  -> convert/cp: "
               f"{item.wall_ratio(item.cp_input):.2f}x wall")
+    if item.layout_floor:
+        def ratio(what: str) -> float:
+            return median(getattr(r, what) for r in item.layout_floor) / \
+                median(getattr(r, what) for r in item.cp_tree)
+        print(f"  layout floor       wall+sync {spread(item.layout_floor, 'wall')} s  "
+              f"CPU {spread(item.layout_floor, 'cpu')} s  -> floor/cp: {ratio('wall'):.2f}x "
+              f"wall, {ratio('cpu'):.2f}x CPU (layout_floor.py: hash, copy, write; no parse)")
     parent, worker = item.peak_rss_mib()
     print(f"  peak RSS: parent {parent:.0f} MiB, largest worker {worker:.0f} MiB")
     stages = {}
@@ -338,7 +356,8 @@ def main() -> None:
           flush=True)
     started = time.perf_counter()
     makers = {
-        "ct": lambda: Input("ct", f"CT series ({slices} slices)", make_ct(work / "ct", slices)),
+        "ct": lambda: Input("ct", f"CT series ({slices} slices)", make_ct(work / "ct", slices),
+                            floor=True),
         "multiframe": lambda: Input("multiframe", f"native multi-frame ({frames} frames)",
                                     make_multiframe(work / "multiframe", frames),
                                     single_file=True),

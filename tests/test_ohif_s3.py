@@ -87,11 +87,12 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
 
     # the browser got each resource from the bucket, with the headers the store set. What the
     # bucket serves at each URL the browser fetched is checked as a client sees it; the
-    # browser's own record of a response now and then lacks a header (Content-Type once,
-    # Content-Encoding once, in some twenty runs), so it must only never say otherwise.
+    # browser's own record of a response it revalidated (OHIF now and then asks for the
+    # study list twice: If-None-Match, 304) lacks the headers a 304 does not repeat
+    # (Content-Type, Content-Encoding), so that record must only never say otherwise.
     fetched = [f for f in shown.fetched if f.url.startswith(tree + "/")]
     for response in fetched:
-        assert response.status == 200, response
+        assert response.status in (200, 304), response
         assert _agrees(response, "access-control-allow-origin", origin)
     json_urls = [f for f in fetched if f.url.split("?")[0].endswith(("/metadata", "/series",
                                                                      "/studies"))]
@@ -124,8 +125,11 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
     assert f"{prefix}/metadata" in paths
     assert {f"{prefix}/instances/{i['00080018']['Value'][0]}/frames/1"
             for i in instances} <= paths
-    assert all(r["method"] == "GET" and r["status"] == "200" for r in requests), \
-        [r for r in requests if r["method"] != "GET" or r["status"] != "200"]
+    # a resource the viewer asks for again is revalidated (If-None-Match): 304 from the bucket
+    assert all(r["method"] == "GET" and r["status"] in ("200", "304") for r in requests), \
+        [r for r in requests if r["method"] != "GET" or r["status"] not in ("200", "304")]
+    assert all(any(r["path"] == path and r["status"] == "200" for r in requests)
+               for path in paths), requests
 
 
 def _served(url: str, origin: str) -> httpx.Headers:

@@ -14,8 +14,9 @@ does; every timed command runs from dropped page caches
 is timed together with its own `sync`; CPU-seconds are user + system time of all its
 processes (`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In
 each round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the latest
-tree a conversion wrote (an untimed conversion before the first round), and (multi-frame
-inputs) `cp` of the input file, rotated one place per round so that each command runs
+tree a conversion wrote (an untimed conversion before the first round), (multi-frame
+inputs) `cp` of the input file and (the CT series) `layout_floor.py`, the least a Python
+writer of the same files pays (hash, kernel copy, gzip, no parse), rotated one place per round so that each command runs
 in each place equally often (the place alone moved the 1 GB conversion by 1.6 CPU-s, see
 `Bench`). Medians over the rounds; every output is kept until the end (deleting many
 files makes creating files dearer on ext4 for a while). It prints per input the

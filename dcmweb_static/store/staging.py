@@ -9,6 +9,7 @@ worker processes.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 _STAGED = itertools.count()
+#: the block of a copy that the kernel cannot do (another file system): bounded memory
+_COPY_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,70 @@ class StagingArea:
         staged instances), e.g. for an inflated deflated data set."""
         return tempfile.TemporaryFile(dir=self.path)
 
+    def temporary_folder(self, prefix: str) -> str:
+        """A new folder in the staging area, removed with it (or with a dead run's staging,
+        by the store's stale-session cleaning)."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.path)
+
+    def spliced_file(self, head: bytes, source: str, offset: int) -> str:
+        """A new named file in the staging area: `head`, then the bytes of file `source`
+        from `offset` on, copied by the kernel (`copy_file_range`: the body never passes
+        through this process's memory, however large; a block at a time where the kernel
+        cannot). A file given another header, e.g. a received data set. The caller
+        removes it (`discard`)."""
+        fd, path = tempfile.mkstemp(dir=self.path, suffix=".dcm")
+        try:
+            with open(source, "rb") as src, os.fdopen(fd, "wb", buffering=0) as out:
+                _write_all(out, head)
+                size = os.fstat(src.fileno()).st_size
+                if offset > size:
+                    raise ValueError(f"{source} ends before byte {offset}")
+                _copy_range(src, out, offset, size - offset)
+        except BaseException:
+            self.discard(path)
+            raise
+        return path
+
+    @staticmethod
+    def discard(path: str) -> None:
+        """Remove a temporary file of the staging area; one already gone is no error."""
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
+    """`length` bytes of `src` from `offset` appended to `out`: by the kernel, or (another
+    file system, an old kernel) through one bounded buffer."""
+    done = 0
+    try:
+        while done < length:
+            n = os.copy_file_range(src.fileno(), out.fileno(), length - done, offset + done)
+            if n == 0:
+                raise ValueError(f"{src.name} ends before byte {offset + length}")
+            done += n
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    src.seek(offset + done)
+    while done < length:
+        block = src.read(min(_COPY_BLOCK, length - done))
+        if not block:
+            raise ValueError(f"{src.name} ends before byte {offset + length}")
+        _write_all(out, block)
+        done += len(block)
+
+
+def _write_all(out: BinaryIO, data: bytes) -> None:
+    """All of `data` into an unbuffered file (whose writes may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0:]
 
 
 class InProcessRuns:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -61,15 +62,23 @@ class Listener:
 
 
 @contextmanager
-def listening(out: Path, *args: str, env: dict[str, str] | None = None
-              ) -> Iterator[Listener]:
+def listening(out: Path, *args: str, env: dict[str, str] | None = None,
+              max_file_size: int | None = None) -> Iterator[Listener]:
+    """`dcmweb listen OUT` as a process; `max_file_size`: no file it writes may grow past
+    this (RLIMIT_FSIZE: a write beyond fails with EFBIG, as on a full disk)."""
     port = free_port()
     log = out.parent / f"{out.name}.{port}.log"
+
+    def limit() -> None:
+        if max_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
+
     with log.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "dcmweb_static.cli", "listen", str(out), "--port", str(port),
              "--debounce", "0.2", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-            env=None if env is None else {**os.environ, **env})
+            env=None if env is None else {**os.environ, **env},
+            preexec_fn=None if max_file_size is None else limit)
     listener = Listener(process, port, out, log)
     try:
         wait_for_port(port)
@@ -417,15 +426,20 @@ BIG_RSS_BOUND = 150 << 20
 
 def _big_multiframe(path: Path) -> tuple[Path, list[bytes]]:
     """A native multi-frame file of BIG_FRAMES frames, each marked with its number (so a
-    frame out of place shows); returns it and its frames."""
+    frame out of place shows); returns it and its frames. The Pixel Data element is
+    written after the rest by hand, a frame at a time (quicker than pydicom's copy)."""
     ds = synthetic.base_dataset(synthetic.uid(600), synthetic.uid(600, 1),
                                 synthetic.uid(600, 1, 1), rich=False)
     synthetic.add_pixels(ds, rows=512, columns=512, bits=12)
     frame = ds.PixelData
-    frames = [n.to_bytes(2, "little") + frame[2:] for n in range(BIG_FRAMES)]
+    del ds.PixelData
     ds.NumberOfFrames = BIG_FRAMES
-    ds.PixelData = b"".join(frames)
-    return synthetic.save(ds, path, pydicom.uid.ExplicitVRLittleEndian), frames
+    synthetic.save(ds, path, pydicom.uid.ExplicitVRLittleEndian)
+    frames = [n.to_bytes(2, "little") + frame[2:] for n in range(BIG_FRAMES)]
+    with path.open("ab") as out:  # (7FE0,0010) OW, explicit VR little endian, last
+        out.write(b"\xe0\x7f\x10\x00OW\0\0" + (len(frame) * BIG_FRAMES).to_bytes(4, "little"))
+        out.writelines(frames)
+    return path, frames
 
 
 def _peak_rss(pid: int) -> int:
@@ -524,3 +538,24 @@ def test_a_data_set_cut_off_mid_way_leaves_no_file(tmp_path: Path,
     assert re.search(r"connection from 'STORESCU' at 127\.0\.0\.1:\d+ closed while a data set "
                      r"was arriving: the part received is discarded", log), log
     assert re.search(r"'STORESCU' at [\d.:]+: 0 stored, 0 duplicates, 1 failed", log), log
+
+
+def test_a_data_set_the_disk_cannot_hold_aborts_its_association_and_leaves_no_file(
+        tmp_path: Path, big: tuple[Path, list[bytes]], series: list[Path]) -> None:
+    """No file of the listener may pass 64 MiB (RLIMIT_FSIZE, a full disk's EFBIG): the
+    big data set's association is aborted (never acknowledged), the part received is
+    removed, and the next sender's instance is stored."""
+    path, _ = big
+    out = tmp_path / "out"
+    with listening(out, max_file_size=64 << 20) as listener:
+        refused = storescu(listener.port, [path])
+        left = _spooled_files(out)
+        sent = storescu(listener.port, series[:1])
+        log = listener.stop()
+    assert refused.returncode != 0 and not acknowledged(refused.stderr + refused.stdout)
+    assert not left, left
+    assert re.search(r"association aborted from 'STORESCU' at [\d.:]+: a data set cannot be "
+                     r"received \(.*File too large.*\): 0 stored, 0 duplicates, 1 failed", log), log
+    assert "Traceback" not in log, log
+    assert acknowledged(sent.stderr + sent.stdout) == [str(series[0])], sent.stderr
+    assert not instance_dir(out, pydicom.dcmread(path, stop_before_pixels=True)).exists()

@@ -96,7 +96,7 @@ class StorageSCP:
                     (evt.EVT_RELEASED, self._on_released), (evt.EVT_ABORTED, self._on_aborted),
                     (evt.EVT_CONN_CLOSE, self._on_close)]
         self._spool = ReceiveSpool(self.ingest.staging)
-        self._spool.install()  # process-global (receive.spool): set here, not at import
+        self._spool.install(self._on_broken)  # process-global (receive.spool): not at import
         try:
             self._server = self.ae.start_server((self.host, self.port), block=False,
                                                 evt_handlers=handlers)
@@ -171,6 +171,32 @@ class StorageSCP:
         log.info("association %s from %r at %s: %d stored, %d duplicates, %d failed, %.1f s",
                  record.end, record.calling, record.peer, record.stored, record.duplicates,
                  record.failed, time.monotonic() - record.started)
+
+    def _on_broken(self, assoc: Any, exc: BaseException) -> None:
+        """pynetdicom's DUL thread of `assoc` died of `exc` (a write of the data set
+        arriving failed: a full disk): abort the association as pynetdicom does for an
+        error reading the socket, so the peer hears of it, and remove the part received."""
+        from pynetdicom.pdu import A_ABORT_RQ
+
+        with self._lock:
+            record = self._associations.pop(id(assoc), None) or _Association("?", "?")
+        assert self._spool is not None
+        if self._spool.discard_partial(assoc):
+            record.failed += 1
+        abort = A_ABORT_RQ()
+        abort.source, abort.reason_diagnostic = 0x02, 0x00
+        try:
+            assoc.dul.socket.send(abort.encode())
+            assoc.dul.socket.close()
+        except Exception:  # the peer is gone already
+            pass
+        assoc.is_aborted, assoc.is_established = True, False
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else \
+            f"{type(exc).__name__}: {exc}"
+        log.warning("association aborted from %r at %s: a data set cannot be received (%s): "
+                    "%d stored, %d duplicates, %d failed, %.1f s", record.calling, record.peer,
+                    reason, record.stored, record.duplicates, record.failed,
+                    time.monotonic() - record.started)
 
     def _on_store(self, event: Any) -> Any:
         """One C-STORE: stored (committed) before the status is answered."""

@@ -11,13 +11,20 @@ received data set has always been converted with, so a re-send hashes the same w
 the pynetdicom version — by a kernel copy of the data set behind it
 (`StagingArea.spliced_file`), and converted from that file by the batch's code path.
 
-The two settings this takes are process-global: pynetdicom reads the flag for every
-C-STORE request any association of the process decodes, and it makes its temporary file
-with `tempfile.NamedTemporaryFile` in `tempfile.tempdir`. `ReceiveSpool.install` sets both
-when the listener starts (not when this module is imported: a process that imports it, or
-uses pynetdicom as an SCU or another SCP, keeps pynetdicom's defaults, and the folder
-exists only once the store session does) and `uninstall` restores them when it stops.
-One listener per process (`dcmweb listen` runs one).
+A write that fails while a data set arrives (a full disk) raises in pynetdicom's DUL
+thread, where pynetdicom 3.0 does not catch it (`DULServiceProvider.run_reactor` handles
+errors of reading the socket, not of decoding what was read): the thread dies, leaving
+the peer unanswered and the partial file behind. A `threading.excepthook` hands such a
+death to the listener (`on_broken`), which aborts the association and removes the file.
+
+The three settings this takes are process-global: pynetdicom reads the flag for every
+C-STORE request any association of the process decodes, it makes its temporary file with
+`tempfile.NamedTemporaryFile` in `tempfile.tempdir`, and a thread's uncaught exception
+goes to `threading.excepthook`. `ReceiveSpool.install` sets the three when the listener
+starts (not when this module is imported: a process that imports it, or uses pynetdicom
+as an SCU or another SCP, keeps pynetdicom's defaults, and the folder exists only once
+the store session does) and `uninstall` restores them when it stops. One listener per
+process (`dcmweb listen` runs one).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -83,31 +91,52 @@ class ReceiveSpool:
     def __init__(self, staging: StagingArea) -> None:
         self.staging = staging
         self.folder = staging.temporary_folder("c-store-")
-        self._saved: tuple[bool, str | None] | None = None
+        self._saved: tuple[bool, str | None, Any] | None = None
+        self._on_broken: Callable[[Any, BaseException], None] | None = None
 
-    def install(self) -> None:
-        """Receive C-STORE data sets into files of this folder, from now on."""
+    def install(self, on_broken: Callable[[Any, BaseException], None]) -> None:
+        """Receive C-STORE data sets into files of this folder, from now on; a pynetdicom
+        DUL thread dying of an exception goes to `on_broken(association, exception)`
+        (in that thread, which ends then)."""
         global _installed
         from pynetdicom import _config
 
         with _installed_lock:
             if _installed is not None:
                 raise RuntimeError("a C-STORE listener is receiving in this process already")
-            self._saved = (_config.STORE_RECV_CHUNKED_DATASET, tempfile.tempdir)
+            self._saved = (_config.STORE_RECV_CHUNKED_DATASET, tempfile.tempdir,
+                           threading.excepthook)
+            self._on_broken = on_broken
             _config.STORE_RECV_CHUNKED_DATASET = True
             tempfile.tempdir = self.folder
+            threading.excepthook = self._excepthook
             _installed = self
 
     def uninstall(self) -> None:
-        """Give pynetdicom and `tempfile` back the settings they had."""
+        """Give pynetdicom, `tempfile` and `threading` back the settings they had."""
         global _installed
         from pynetdicom import _config
 
         with _installed_lock:
             if _installed is not self or self._saved is None:
                 return
-            _config.STORE_RECV_CHUNKED_DATASET, tempfile.tempdir = self._saved
+            _config.STORE_RECV_CHUNKED_DATASET, tempfile.tempdir, threading.excepthook = \
+                self._saved
             _installed, self._saved = None, None
+
+    def _excepthook(self, args: Any) -> None:
+        """A DUL thread's exception to `on_broken`; any other thread's to the hook before."""
+        from pynetdicom.dul import DULServiceProvider
+
+        saved, on_broken = self._saved, self._on_broken
+        if isinstance(args.thread, DULServiceProvider) and on_broken is not None and \
+                isinstance(args.exc_value, Exception):
+            try:
+                on_broken(args.thread.assoc, args.exc_value)
+                return
+            except Exception:  # never lose the original report
+                pass
+        (saved[2] if saved is not None else threading.__excepthook__)(args)
 
     def part10_file(self, received: str | os.PathLike[str], header: bytes) -> str:
         """The P10 file of a received data set: `header`, then the data set of pynetdicom's

@@ -6,12 +6,16 @@ conflicts and bad data sets get failure statuses and the listener keeps serving.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +23,12 @@ from pathlib import Path
 
 import orjson
 import pydicom
+import pydicom.uid
 import pytest
 
 from dcmweb_static import LocalStore, synthetic
+from dcmweb_static.receive.spool import data_set_offset, part10_header
+from dcmweb_static.store.local import SCRATCH_DIR, SCRATCH_LOCK
 from dcmweb_static.tree import names, urls
 from dcmweb_static.tree.reader import TreeReader
 
@@ -55,13 +62,23 @@ class Listener:
 
 
 @contextmanager
-def listening(out: Path, *args: str) -> Iterator[Listener]:
+def listening(out: Path, *args: str, env: dict[str, str] | None = None,
+              max_file_size: int | None = None) -> Iterator[Listener]:
+    """`dcmweb listen OUT` as a process; `max_file_size`: no file it writes may grow past
+    this (RLIMIT_FSIZE: a write beyond fails with EFBIG, as on a full disk)."""
     port = free_port()
     log = out.parent / f"{out.name}.{port}.log"
+
+    def limit() -> None:
+        if max_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
+
     with log.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "dcmweb_static.cli", "listen", str(out), "--port", str(port),
-             "--debounce", "0.2", *args], stdout=subprocess.DEVNULL, stderr=stderr)
+             "--debounce", "0.2", *args], stdout=subprocess.DEVNULL, stderr=stderr,
+            env=None if env is None else {**os.environ, **env},
+            preexec_fn=None if max_file_size is None else limit)
     listener = Listener(process, port, out, log)
     try:
         wait_for_port(port)
@@ -398,3 +415,147 @@ def test_into_an_object_store(tmp_path: Path, series: list[Path], s3_endpoint: s
     listed = httpx.get(f"{s3_endpoint}/bkt/dw/studies/{study}/instances")
     assert listed.status_code == 200 and len(orjson.loads(listed.content)) == 6
     assert httpx.get(f"{s3_endpoint}/bkt/dw/{names.pending_name(study)}").status_code == 404
+
+
+#: 512 x 512 x 16-bit frames (512 KiB each): a 315 MB data set
+BIG_FRAMES = 600
+#: the listener's peak resident memory receiving it: well below the data set's size
+#: (held in memory, it cost 2-3 times that)
+BIG_RSS_BOUND = 150 << 20
+
+
+def _big_multiframe(path: Path) -> tuple[Path, list[bytes]]:
+    """A native multi-frame file of BIG_FRAMES frames, each marked with its number (so a
+    frame out of place shows); returns it and its frames. The Pixel Data element is
+    written after the rest by hand, a frame at a time (quicker than pydicom's copy)."""
+    ds = synthetic.base_dataset(synthetic.uid(600), synthetic.uid(600, 1),
+                                synthetic.uid(600, 1, 1), rich=False)
+    synthetic.add_pixels(ds, rows=512, columns=512, bits=12)
+    frame = ds.PixelData
+    del ds.PixelData
+    ds.NumberOfFrames = BIG_FRAMES
+    synthetic.save(ds, path, pydicom.uid.ExplicitVRLittleEndian)
+    frames = [n.to_bytes(2, "little") + frame[2:] for n in range(BIG_FRAMES)]
+    with path.open("ab") as out:  # (7FE0,0010) OW, explicit VR little endian, last
+        out.write(b"\xe0\x7f\x10\x00OW\0\0" + (len(frame) * BIG_FRAMES).to_bytes(4, "little"))
+        out.writelines(frames)
+    return path, frames
+
+
+def _peak_rss(pid: int) -> int:
+    """The peak resident set size of process `pid` so far (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE).group(1)) << 10
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> tuple[Path, list[bytes]]:
+    return _big_multiframe(tmp_path_factory.mktemp("big") / "big.dcm")
+
+
+def _received_digest(path: Path) -> str:
+    """The SHA-256 of the P10 a listener converts for file `path` sent in its own
+    transfer syntax: this receiver's header, then the data set as in the file."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    digest = hashlib.sha256(part10_header(ds.SOPClassUID, ds.SOPInstanceUID,
+                                          ds.file_meta.TransferSyntaxUID))
+    with path.open("rb") as handle:
+        handle.seek(data_set_offset(handle.read(144)))
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _spooled_files(out: Path) -> list[Path]:
+    """Files in the listener's session other than its lock (received data sets)."""
+    return [p for p in (out / SCRATCH_DIR).rglob("*") if p.is_file() and p.name != SCRATCH_LOCK]
+
+
+def test_the_header_given_a_received_data_set_is_the_earlier_versions(tmp_path: Path) -> None:
+    """The File Meta Information put in front of a received data set is byte for byte what
+    earlier versions made (its digest is in the `info` records of trees they received):
+    a re-send of an instance received before is a duplicate, not a conflict."""
+    header = part10_header("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", "1.2.840.10008.1.2.1")
+    assert (len(header), hashlib.sha256(header).hexdigest()) == (
+        312, "188928462c3234d62e8db42c63f2f3975eb8c9fd064d3d582d08169c4b20e78f")
+    assert data_set_offset(header + b"rest") == len(header)
+    with pytest.raises(ValueError):
+        data_set_offset(b"\0" * 128 + b"DICM")
+
+
+def test_a_300_mb_multiframe_is_received_to_disk_not_into_memory(
+        tmp_path: Path, big: tuple[Path, list[bytes]]) -> None:
+    """The data set goes to a file of the run's staging area as it arrives, and is
+    converted from there: the listener's peak RSS stays far below its size; the frames
+    are the source's, the P10 converted is this receiver's header and the data set as
+    sent; the received file is gone once the instance is acknowledged, and nothing went
+    to the system's temp folder."""
+    path, frames = big
+    assert path.stat().st_size > 300 << 20
+    out, temp = tmp_path / "out", tmp_path / "system-temp"
+    temp.mkdir()
+    with listening(out, env={"TMPDIR": str(temp)}) as listener:
+        sent = storescu(listener.port, [path])
+        assert acknowledged(sent.stderr + sent.stdout) == [str(path)], sent.stderr
+        peak = _peak_rss(listener.process.pid)
+        left = _spooled_files(out)
+        listener.stop()
+    assert peak < BIG_RSS_BOUND, f"peak RSS {peak >> 20} MiB receiving {len(frames)} frames"
+    assert not left, left
+    assert not list(temp.iterdir())
+    folder = instance_dir(out, pydicom.dcmread(path, stop_before_pixels=True))
+    stored = frame_bodies(folder)
+    assert len(stored) == BIG_FRAMES
+    assert all(body == frame for (_, body), frame in zip(stored, frames, strict=True))
+    source = orjson.loads((folder / "info").read_bytes())["source"]
+    assert source["path"] == "C-STORE from STORESCU"
+    assert source["sha256"] == _received_digest(path)
+
+
+def test_a_data_set_cut_off_mid_way_leaves_no_file(tmp_path: Path,
+                                                   big: tuple[Path, list[bytes]]) -> None:
+    """A sender killed while its data set arrives: the association is aborted, the part
+    received is removed at once, and the listener keeps serving."""
+    path, _ = big
+    out = tmp_path / "out"
+    with listening(out) as listener:
+        sender = subprocess.Popen([require_tool("storescu"), "127.0.0.1", str(listener.port),
+                                   str(path)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not any(p.stat().st_size > 1 << 20 for p in _spooled_files(out)):
+            assert sender.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        sender.kill()
+        sender.wait()
+        while (left := _spooled_files(out)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        echo = subprocess.run([require_tool("echoscu"), "127.0.0.1", str(listener.port)],
+                              capture_output=True, timeout=60)
+        log = listener.stop()
+    assert not left, left
+    assert echo.returncode == 0
+    assert re.search(r"connection from 'STORESCU' at 127\.0\.0\.1:\d+ closed while a data set "
+                     r"was arriving: the part received is discarded", log), log
+    assert re.search(r"'STORESCU' at [\d.:]+: 0 stored, 0 duplicates, 1 failed", log), log
+
+
+def test_a_data_set_the_disk_cannot_hold_aborts_its_association_and_leaves_no_file(
+        tmp_path: Path, big: tuple[Path, list[bytes]], series: list[Path]) -> None:
+    """No file of the listener may pass 64 MiB (RLIMIT_FSIZE, a full disk's EFBIG): the
+    big data set's association is aborted (never acknowledged), the part received is
+    removed, and the next sender's instance is stored."""
+    path, _ = big
+    out = tmp_path / "out"
+    with listening(out, max_file_size=64 << 20) as listener:
+        refused = storescu(listener.port, [path])
+        left = _spooled_files(out)
+        sent = storescu(listener.port, series[:1])
+        log = listener.stop()
+    assert refused.returncode != 0 and not acknowledged(refused.stderr + refused.stdout)
+    assert not left, left
+    assert re.search(r"association aborted from 'STORESCU' at [\d.:]+: a data set cannot be "
+                     r"received \(.*File too large.*\): 0 stored, 0 duplicates, 1 failed", log), log
+    assert "Traceback" not in log, log
+    assert acknowledged(sent.stderr + sent.stdout) == [str(series[0])], sent.stderr
+    assert not instance_dir(out, pydicom.dcmread(path, stop_before_pixels=True)).exists()

@@ -156,3 +156,47 @@ def test_local_rerun_keeps_unchanged_files(tmp_path: Path) -> None:
     assert store.get(f"{folder}/metadata") == b"two"
     assert not (store.root / folder / "frames/2").exists()
     assert store.counts.as_dict() == {"written": 1, "unchanged": 2, "removed": 1}
+
+
+_HOLD_A_SESSION = """
+import sys, time
+from dcmweb_static.store import MemoryStore
+with MemoryStore().session() as area:
+    with open(area.path + "/spooled.dcm", "wb") as out:
+        out.write(b"x" * 1000)
+    print(area.path, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_runs_local_staging_is_removed_by_the_next_session(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that is no folder stages in the system's temp folder: a process killed
+    with SIGKILL leaves its staging folder there, and the next session (of any process)
+    removes it; a live process's is kept, and so is what is no staging folder."""
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    holders = [subprocess.Popen([sys.executable, "-c", _HOLD_A_SESSION], text=True,
+                                stdout=subprocess.PIPE) for _ in range(2)]
+    try:
+        dead, alive = (Path(h.stdout.readline().strip()) for h in holders)  # type: ignore
+        assert (dead / "spooled.dcm").is_file() and alive.is_dir()
+        assert dead.parent == alive.parent == tmp_path
+        holders[0].kill()
+        holders[0].wait()
+        other = tmp_path / "dcmweb-staging-not-ours-to-judge"  # no lock: left alone
+        other.mkdir()
+        assert dead.is_dir()
+        with MemoryStore().session() as area:
+            assert Path(area.path).parent == tmp_path
+            assert not dead.exists()
+            assert alive.is_dir() and other.is_dir()
+        assert not Path(area.path).exists()
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()

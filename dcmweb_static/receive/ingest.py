@@ -38,7 +38,7 @@ from ..run.instance import InstanceConverter
 from ..run.options import ConvertOptions
 from ..run.result import InstanceResult
 from ..run.source import Source
-from ..store import StagedInstance, Store, describe_os_error
+from ..store import StagedInstance, StagingArea, Store, describe_os_error
 from ..tree import names, urls
 from ..tree.publish import object_plan
 
@@ -127,6 +127,13 @@ class Ingest:
         self._thread = threading.Thread(target=self._debounce, name="dcmweb-aggregate",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def staging(self) -> StagingArea:
+        """The store session's staging area, alive as long as the ingest: where a receiver
+        spools what arrives (the tree's file system for a folder; a dead receiver's is
+        removed by the store's stale-session cleaning)."""
+        return self._staging
 
     # -- receiving -----------------------------------------------------------------------
     def receive(self, source: Source) -> InstanceResult:

@@ -2,13 +2,15 @@
 `receive.ingest.Ingest` — C-ECHO, and C-STORE of every storage SOP class in every
 transfer syntax the converter knows, compressed and deflated ones included.
 
-Each C-STORE data set is kept as it came over the network (never decoded and encoded
-again by pydicom): a File Meta Information header made here from the request (its SOP
-Class and Instance UIDs, the presentation context's transfer syntax) is put in front of
-the received bytes, and that P10 is handed to the ingest as a `Source.from_bytes`. The
-header names this receiver with a fixed implementation UID and no version, so the same
-data set sent twice gives the same bytes, whoever sends it: a re-send is a duplicate, not
-a conflict. The status is answered only after the instance is committed to the tree.
+Each C-STORE data set is received into a file of the store session's staging area as it
+arrives, never whole in memory (`receive.spool`), and kept as it came over the network
+(never decoded and encoded again by pydicom): a File Meta Information header made from
+the request (its SOP Class and Instance UIDs, the presentation context's transfer syntax)
+is put in front of the received bytes, and that P10 file is handed to the ingest as a
+`Source.from_spooled`. The header names this receiver with a fixed implementation UID and
+no version, so the same data set sent twice gives the same bytes, whoever sends it: a
+re-send is a duplicate, not a conflict. The status is answered only after the instance is
+committed to the tree; the file is removed then, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -16,23 +18,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..p10.transfer_syntax import KNOWN_TRANSFER_SYNTAXES
-from ..p10.uids import InvalidUIDError, check_uid
+from ..p10.uids import InvalidUIDError
 from ..run.source import Source
-from .ingest import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Ingest
+from ..store import describe_os_error
+from .ingest import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, Ingest
+from .spool import ReceiveSpool, part10_header
 
 log = logging.getLogger("dcmweb_static.receive")
 
-#: the Implementation Class UID of the File Meta Information made for received data sets:
-#: a UUID-derived UID (PS3.5 B.2), fixed, so a re-sent data set gives the same bytes
-IMPLEMENTATION_CLASS_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID,
-                                                   "dcmweb-static C-STORE receiver").int)
-IMPLEMENTATION_VERSION_NAME = "DCMWEB_RECEIVE"
 #: an ErrorComment is an LO value: at most 64 characters, no backslash
 ERROR_COMMENT_LENGTH = 64
 DEFAULT_AE_TITLE = "DCMWEB"
@@ -41,26 +39,6 @@ DEFAULT_AE_TITLE = "DCMWEB"
 MAX_PDU_SIZE = 1 << 20
 #: seconds `stop` waits for associations in progress before it aborts them
 STOP_GRACE_SECONDS = 30.0
-
-
-def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str,
-                 dataset: bytes) -> bytes:
-    """A P10 file of a received data set: preamble, `DICM`, File Meta Information made
-    from the request, then `dataset` exactly as received (deflated ones stay deflated).
-    The UIDs are checked (InvalidUIDError): they come from the network."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = check_uid(sop_class_uid, "Affected SOP Class UID")
-    meta.MediaStorageSOPInstanceUID = check_uid(sop_instance_uid, "Affected SOP Instance UID")
-    meta.TransferSyntaxUID = check_uid(transfer_syntax_uid, "Transfer Syntax UID")
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    out = DicomBytesIO()
-    write_file_meta_info(out, meta, enforce_standard=True)
-    return b"".join((b"\0" * 128, b"DICM", out.getvalue(), dataset))
 
 
 def error_comment(reason: str | None) -> str:
@@ -105,6 +83,7 @@ class StorageSCP:
         for context in AllStoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, list(KNOWN_TRANSFER_SYNTAXES))
         self._server: Any = None
+        self._spool: ReceiveSpool | None = None
         self._associations: dict[int, _Association] = {}
         self._lock = threading.Lock()
 
@@ -116,8 +95,14 @@ class StorageSCP:
                     (evt.EVT_ACCEPTED, self._on_accepted), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_RELEASED, self._on_released), (evt.EVT_ABORTED, self._on_aborted),
                     (evt.EVT_CONN_CLOSE, self._on_close)]
-        self._server = self.ae.start_server((self.host, self.port), block=False,
-                                            evt_handlers=handlers)
+        self._spool = ReceiveSpool(self.ingest.staging)
+        self._spool.install(self._on_broken)  # process-global (receive.spool): not at import
+        try:
+            self._server = self.ae.start_server((self.host, self.port), block=False,
+                                                evt_handlers=handlers)
+        except BaseException:
+            self._spool.uninstall()
+            raise
         host, port = self._server.server_address[:2]
         self.port = port
         return host, port
@@ -140,6 +125,8 @@ class StorageSCP:
             assoc.abort()
         for assoc in left:  # threads are daemons: one stuck in a read ends with the process
             assoc.join(1 if assoc.is_established else 0.1)
+        if self._spool is not None:  # its folder goes with the ingest's session
+            self._spool.uninstall()
 
     # -- events ------------------------------------------------------------------------
     def _record(self, event: Any) -> _Association:
@@ -171,6 +158,11 @@ class StorageSCP:
     def _on_close(self, event: Any) -> None:
         with self._lock:
             record = self._associations.pop(id(event.assoc), None)
+        if self._spool is not None and self._spool.discard_partial(event.assoc):
+            record = record or _Association("?", "?")
+            record.failed += 1
+            log.warning("connection from %r at %s closed while a data set was arriving: the "
+                        "part received is discarded", record.calling, record.peer)
         if record is None:
             return
         if record.end == "closed" and not (record.stored or record.duplicates or record.failed):
@@ -180,38 +172,77 @@ class StorageSCP:
                  record.end, record.calling, record.peer, record.stored, record.duplicates,
                  record.failed, time.monotonic() - record.started)
 
+    def _on_broken(self, assoc: Any, exc: BaseException) -> None:
+        """pynetdicom's DUL thread of `assoc` died of `exc` (a write of the data set
+        arriving failed: a full disk): abort the association as pynetdicom does for an
+        error reading the socket, so the peer hears of it, and remove the part received."""
+        from pynetdicom.pdu import A_ABORT_RQ
+
+        with self._lock:
+            record = self._associations.pop(id(assoc), None) or _Association("?", "?")
+        assert self._spool is not None
+        if self._spool.discard_partial(assoc):
+            record.failed += 1
+        abort = A_ABORT_RQ()
+        abort.source, abort.reason_diagnostic = 0x02, 0x00
+        try:
+            assoc.dul.socket.send(abort.encode())
+            assoc.dul.socket.close()
+        except Exception:  # the peer is gone already
+            pass
+        assoc.is_aborted, assoc.is_established = True, False
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else \
+            f"{type(exc).__name__}: {exc}"
+        log.warning("association aborted from %r at %s: a data set cannot be received (%s): "
+                    "%d stored, %d duplicates, %d failed, %.1f s", record.calling, record.peer,
+                    reason, record.stored, record.duplicates, record.failed,
+                    time.monotonic() - record.started)
+
     def _on_store(self, event: Any) -> Any:
         """One C-STORE: stored (committed) before the status is answered."""
         from pydicom.dataset import Dataset
 
         record = self._record(event)
-        request = event.request
-        try:
-            data = part10_bytes(str(request.AffectedSOPClassUID),
-                                str(request.AffectedSOPInstanceUID),
-                                str(event.context.transfer_syntax),
-                                request.DataSet.getvalue())
-        except (InvalidUIDError, AttributeError, ValueError) as exc:
-            status, reason = CANNOT_UNDERSTAND, f"the request cannot be stored: {exc}"
-        else:
-            source = Source.from_bytes(data, f"C-STORE from {record.calling}")
-            try:
-                receipt = self.ingest.store_instance(
-                    source, sop_instance_uid=str(request.AffectedSOPInstanceUID))
-            except Exception as exc:  # the ingest never raises for bad input: a bug
-                log.exception("C-STORE of %s failed", request.AffectedSOPInstanceUID)
-                status, reason = OUT_OF_RESOURCES, f"internal error: {exc}"
-            else:
-                status, reason = receipt.status, receipt.result.reason
-                if receipt.ok:
-                    if receipt.result.status == "duplicate":
-                        record.duplicates += 1
-                    else:
-                        record.stored += 1
-                    return 0x0000
+        status, reason = self._store(event, record)
+        if status == SUCCESS:
+            return SUCCESS
         record.failed += 1
         log.warning("C-STORE from %r refused (0x%04X): %s", record.calling, status, reason)
         answer = Dataset()
         answer.Status = status
         answer.ErrorComment = error_comment(reason)
         return answer
+
+    def _store(self, event: Any, record: _Association) -> tuple[int, str | None]:
+        """The received file given this receiver's header, converted, committed, then
+        removed (whatever the outcome): the status and reason to answer. Never raises."""
+        request = event.request
+        try:
+            header = part10_header(str(request.AffectedSOPClassUID),
+                                   str(request.AffectedSOPInstanceUID),
+                                   str(event.context.transfer_syntax))
+        except (InvalidUIDError, AttributeError, ValueError) as exc:
+            return CANNOT_UNDERSTAND, f"the request cannot be stored: {exc}"
+        assert self._spool is not None
+        try:
+            path = self._spool.part10_file(event.dataset_path, header)
+        except OSError as exc:
+            return OUT_OF_RESOURCES, f"cannot spool the data set: {describe_os_error(exc)}"
+        except (AttributeError, ValueError) as exc:  # not spooled by pynetdicom: a bug
+            log.exception("C-STORE of %s not spooled", request.AffectedSOPInstanceUID)
+            return OUT_OF_RESOURCES, f"internal error: {exc}"
+        try:
+            receipt = self.ingest.store_instance(
+                Source.from_spooled(path, f"C-STORE from {record.calling}"),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID))
+        except Exception as exc:  # the ingest never raises for bad input: a bug
+            log.exception("C-STORE of %s failed", request.AffectedSOPInstanceUID)
+            return OUT_OF_RESOURCES, f"internal error: {exc}"
+        finally:
+            self._spool.staging.discard(path)
+        if receipt.ok:
+            if receipt.result.status == "duplicate":
+                record.duplicates += 1
+            else:
+                record.stored += 1
+        return receipt.status, receipt.result.reason

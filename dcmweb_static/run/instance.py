@@ -336,8 +336,7 @@ class InstanceConverter:
     def _info(self, source: Source, parsed: ParsedP10, result: InstanceResult,
               frames: FrameLayout | None, media_type: str, rebuild: dict[str, Any] | None
               ) -> dict[str, Any]:
-        source_path = os.path.abspath(source.path) if source.path is not None else source.name
-        info = build_info(parsed, source_path=source_path,
+        info = build_info(parsed, source_path=source.recorded_path,
                           source_size=result.bytes_in, sha256=result.sha256 or "",
                           frames=frames, gzip=self.options.gzip, media_type=media_type,
                           transforms=self.options.plugins)

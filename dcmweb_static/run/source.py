@@ -1,5 +1,6 @@
-"""What a conversion reads: a file by its path, or bytes or a stream handed over by a
-receiver (C-STORE, STOW-RS), so what arrived need not be written under its name first."""
+"""What a conversion reads: a file by its path, or bytes, a stream or a spooled file
+handed over by a receiver (C-STORE, STOW-RS), so what arrived need not be written under
+its name first."""
 
 from __future__ import annotations
 
@@ -26,11 +27,29 @@ class Source:
     #: an object store URL (`s3://bucket/key`), read in ranges through fsspec
     url: str | None = None
     storage_options: tuple[tuple[str, Any], ...] = ()
+    #: `path` is a receiver's temporary file: the report and the info record name the
+    #: source by `name` (where it came from), not by that file's passing name
+    spooled: bool = False
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Source:
         text = os.fspath(path)
         return cls(text if isinstance(text, str) else os.fsdecode(text), path=os.fspath(path))
+
+    @classmethod
+    def from_spooled(cls, path: str | os.PathLike[str], name: str) -> Source:
+        """A file a receiver spooled what arrived into (a C-STORE data set as it came off
+        the network): converted as a path is, by the batch's code path (its checksum on
+        a second core while the frames are copied by the kernel), but named `name`."""
+        return cls(name, path=os.fspath(path), spooled=True)
+
+    @property
+    def recorded_path(self) -> str:
+        """What the info record names as the source: a file's absolute path, or the
+        label of what a receiver handed over."""
+        if self.path is not None and not self.spooled:
+            return os.path.abspath(self.path)
+        return self.name
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> Source:

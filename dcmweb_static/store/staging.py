@@ -9,6 +9,8 @@ worker processes.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import itertools
 import os
 import shutil
@@ -21,6 +23,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 _STAGED = itertools.count()
+#: the folders in the system's temp folder where a store that is no folder (memory, a
+#: bucket) stages a run, and the file each is locked by (flock) while its run lives
+LOCAL_STAGING_PREFIX = "dcmweb-staging-"
+LOCAL_STAGING_LOCK = ".alive"
+#: the block of a copy that the kernel cannot do (another file system): bounded memory
+_COPY_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -103,14 +111,77 @@ class StagingArea:
         staged instances), e.g. for an inflated deflated data set."""
         return tempfile.TemporaryFile(dir=self.path)
 
+    def temporary_folder(self, prefix: str) -> str:
+        """A new folder in the staging area, removed with it (or with a dead run's staging,
+        by the store's stale-session cleaning)."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.path)
+
+    def spliced_file(self, head: bytes, source: str, offset: int) -> str:
+        """A new named file in the staging area: `head`, then the bytes of file `source`
+        from `offset` on, copied by the kernel (`copy_file_range`: the body never passes
+        through this process's memory, however large; a block at a time where the kernel
+        cannot). A file given another header, e.g. a received data set. The caller
+        removes it (`discard`)."""
+        fd, path = tempfile.mkstemp(dir=self.path, suffix=".dcm")
+        try:
+            with open(source, "rb") as src, os.fdopen(fd, "wb", buffering=0) as out:
+                _write_all(out, head)
+                size = os.fstat(src.fileno()).st_size
+                if offset > size:
+                    raise ValueError(f"{source} ends before byte {offset}")
+                _copy_range(src, out, offset, size - offset)
+        except BaseException:
+            self.discard(path)
+            raise
+        return path
+
+    @staticmethod
+    def discard(path: str) -> None:
+        """Remove a temporary file of the staging area; one already gone is no error."""
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
+    """`length` bytes of `src` from `offset` appended to `out`: by the kernel, or (another
+    file system, an old kernel) through one bounded buffer."""
+    done = 0
+    try:
+        while done < length:
+            n = os.copy_file_range(src.fileno(), out.fileno(), length - done, offset + done)
+            if n == 0:
+                raise ValueError(f"{src.name} ends before byte {offset + length}")
+            done += n
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    src.seek(offset + done)
+    while done < length:
+        block = src.read(min(_COPY_BLOCK, length - done))
+        if not block:
+            raise ValueError(f"{src.name} ends before byte {offset + length}")
+        _write_all(out, block)
+        done += len(block)
+
+
+def _write_all(out: BinaryIO, data: bytes) -> None:
+    """All of `data` into an unbuffered file (whose writes may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0:]
+
+
 class InProcessRuns:
     """The run bookkeeping of a store that is no local folder (memory, a bucket): staging
-    in a temporary local folder, a lock between the threads of this process only (`_lock`,
-    a threading.RLock, is the store's), nothing a killed run could leave behind."""
+    in a temporary local folder (`local_staging`: a killed run's is removed by the next
+    session), a lock between the threads of this process only (`_lock`, a
+    threading.RLock, is the store's)."""
 
     _lock: threading.RLock
 
@@ -126,12 +197,67 @@ class InProcessRuns:
 
     @contextmanager
     def session(self) -> Iterator[StagingArea]:
-        """A temporary local folder for the run's staged instances."""
-        area = StagingArea(tempfile.mkdtemp(prefix="dcmweb-staging-"))
-        try:
+        """A temporary local folder for the run's staged instances (`local_staging`)."""
+        with local_staging() as area:
             yield area
-        finally:
-            area.close()
 
     def clean_stale(self) -> None:
-        """Nothing outlives a process: uploads and puts are whole objects."""
+        """Nothing in the store outlives a process: uploads and puts are whole objects
+        (a killed run's local staging folder goes when the next session starts)."""
+
+
+@contextmanager
+def local_staging() -> Iterator[StagingArea]:
+    """A staging folder `dcmweb-staging-*` in the system's temp folder, locked while it
+    lives and removed at the end. The folders of dead processes (killed: SIGKILL, power
+    loss) are removed first, so a receiver's spooled data sets and staged instances do
+    not pile up there: a folder's lock is taken before it gets its name, so one that has
+    its name and a free lock is a dead run's."""
+    parent = tempfile.gettempdir()
+    _remove_dead_staging(parent)
+    making = tempfile.mkdtemp(prefix="dcmweb-new-", dir=parent)
+    fd = -1
+    try:
+        fd = os.open(os.path.join(making, LOCAL_STAGING_LOCK),
+                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = os.path.join(parent, LOCAL_STAGING_PREFIX + os.path.basename(making)[11:])
+        os.rename(making, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(making, ignore_errors=True)
+        raise
+    area = StagingArea(path)
+    try:
+        yield area
+    finally:
+        area.close()
+        os.close(fd)
+
+
+def _remove_dead_staging(parent: str) -> None:
+    """Remove this user's local staging folders in `parent` whose lock no process holds."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(LOCAL_STAGING_PREFIX):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or \
+                    entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(entry.path, LOCAL_STAGING_LOCK),
+                         os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile; no lock (an older version's: left alone)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # alive
+            continue
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)

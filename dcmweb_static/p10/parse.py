@@ -2,8 +2,10 @@
 
 pydicom parses everything but the top-level Pixel Data, whose layout (offset, length,
 fragments) is walked here without reading its value, so a 1 GB image costs a few item
-headers of memory. Large values elsewhere are deferred by pydicom and copied later from
-their file offsets. All use of pydicom's reader internals is kept in this module.
+headers of memory; the common data sets and the file meta information (little endian,
+defined lengths) are read by `raw_walk` instead, into what pydicom would make. Large
+values elsewhere are deferred and copied later from their file offsets. All use of
+pydicom's reader internals is kept in this module and `raw_walk`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydicom.uid import UID
 from ..errors import ConversionError, NotDicomError, TruncatedError
 from .datasets import uid_value
 from .raw_dataset import detect_transfer_syntax
+from .raw_walk import walk_dataset, walk_file_meta
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
 
@@ -140,7 +143,9 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     else:
         meta_start = stream.tell() - 4
         try:
-            file_meta = _read_file_meta_info(stream)
+            file_meta = walk_file_meta(stream, size)
+            if file_meta is None:  # declined: pydicom's reader
+                file_meta = _read_file_meta_info(stream)
             ts_value = uid_value(file_meta, "TransferSyntaxUID")
         except (EOFError, struct.error):
             raise TruncatedError("truncated: the file ends inside the file meta information") \
@@ -305,7 +310,12 @@ class _StopAtPixelData:
 
 def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
                   defer_size: int) -> Dataset:
-    """pydicom's read_dataset; whatever it raises becomes one reason in words here."""
+    """The raw walk for the common syntaxes (`raw_walk`: what pydicom would build, in a
+    few reads), else pydicom's read_dataset; whatever it raises becomes one reason in
+    words here."""
+    walked = walk_dataset(stream, size, implicit, little, defer_size)
+    if walked is not None:  # it ends at Pixel Data or exactly at the end: no partial header
+        return walked
     stop = _StopAtPixelData()
     try:
         dataset = read_dataset(stream, implicit, little, stop_when=stop, defer_size=defer_size)

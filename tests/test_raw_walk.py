@@ -413,3 +413,16 @@ def test_pydicom_debugging_declines(tmp_path: Path) -> None:
         assert assert_parse_same(data) == (0, 2)
     finally:
         pydicom.config.debug(False, default_handler=False)
+
+
+def test_file_meta_longer_than_one_read() -> None:
+    """File meta information past META_READ bytes (a long Private Information value) is
+    read on and equals pydicom's."""
+    meta = (explicit(0x00020001, "OB", b"\0\1")
+            + explicit(0x00020010, "UI", b"1.2.840.10008.1.2.1\0")
+            + explicit(0x00020100, "UI", b"1.2.3\0")
+            + explicit(0x00020102, "OB", b"\3" * (3 * raw_walk.META_READ + 1) + b"\0"))
+    data = b"\0" * 128 + b"DICM" + meta + BASE + PIXELS
+    expected, got = _file_meta_outcomes(data)
+    assert got == expected
+    assert assert_parse_same(data) == (2, 0)

@@ -28,8 +28,10 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import convert_string
 
-#: bytes read at once: a typical header (1–10 KB) is one read
-HEADER_READ = 16384
+#: bytes read at once for a data set: a typical header (1–10 KB) is one or two reads
+HEADER_READ = 8192
+#: bytes read at once for the file meta information (typically 150–250 bytes)
+META_READ = 512
 #: the encoded 2-letter VRs pydicom knows → (the VR as pydicom reports it, 4-byte length)
 _VRS: dict[bytes, tuple[str, bool]] = {
     str(vr).encode(): (str(vr), vr in EXPLICIT_VR_LENGTH_32) for vr in VR if len(str(vr)) == 2
@@ -117,7 +119,7 @@ def _file_meta(stream: BinaryIO, start: int, size: int) -> tuple[FileMetaDataset
     """What `_read_file_meta_info` does after its `read_dataset`, step for step: the
     elements it converts on the way (the first, the group length) are converted here
     too, so the result is the same object state."""
-    elements, stop, _ = _walk(stream, start, size, False, None, meta=True)
+    elements, stop, _ = _walk(stream, start, size, False, None, meta=True, chunk=META_READ)
     file_meta = _new_file_meta(elements)
     file_meta.set_original_encoding(False, True, default_encoding)
     if not elements:
@@ -185,14 +187,15 @@ def _dataset(elements: dict[BaseTag, RawDataElement], charsets: list[bytes],
 
 
 def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: int | None,
-          meta: bool = False) -> tuple[dict[BaseTag, RawDataElement], int, list[bytes]]:
+          meta: bool = False, chunk: int = HEADER_READ
+          ) -> tuple[dict[BaseTag, RawDataElement], int, list[bytes]]:
     """(the elements by tag, the offset the data set stops at, the values of Specific
     Character Set met on the way). Raises _Declined. `meta`: the group 0002 elements, up
-    to the first element of another group."""
+    to the first element of another group. `chunk`: bytes read at once."""
     left = size - start
     if 0 < left < 8:
         raise _Declined("a partial element header")
-    buf = _read(stream, start, min(left, HEADER_READ))
+    buf = _read(stream, start, min(left, chunk))
     if left and _looks_implicit(buf) != implicit:
         raise _Declined("the first element's VR contradicts the transfer syntax")
     base = start  # the file offset of buf[0]
@@ -207,7 +210,7 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
                 return elements, size, charsets
             if here + 8 > size:
                 raise _Declined("a partial element header")
-            buf, base, pos = _read(stream, here, min(size - here, HEADER_READ)), here, 0
+            buf, base, pos = _read(stream, here, min(size - here, chunk)), here, 0
         if implicit:
             group, elem, length = _IMPLICIT(buf, pos)
             vr = None
@@ -248,8 +251,7 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
         else:
             first = pos + header
             if first + length > len(buf):  # a value past buf: read from its start
-                buf = _read(stream, value_tell, min(size - value_tell,
-                                                    max(length, HEADER_READ)))
+                buf = _read(stream, value_tell, min(size - value_tell, max(length, chunk)))
                 base, first = value_tell, 0
             value = buf[first:first + length]
             pos = first + length

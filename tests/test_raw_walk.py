@@ -72,22 +72,36 @@ def _recorded(read):
     return outcome, [(w.category, str(w.message)) for w in caught]
 
 
-def _parsed_state(data: bytes, defer: int) -> tuple:
+def _parsed_state(opener, defer: int) -> tuple:
+    parse._encoding_of.cache_clear()  # its first call for a syntax may warn: both runs do
+
     def read():
-        parsed = parse_p10(io.BytesIO(data), defer_size=defer)
-        return (_state(parsed.dataset), _state(parsed.file_meta), parsed.preamble,
-                parsed.file_meta_bytes, parsed.transfer_syntax_uid, parsed.is_implicit_vr,
-                parsed.is_little_endian, parsed.deflated, parsed.dataset_offset,
-                parsed.pixel_data, parsed.file_meta_present, parsed.stream.tell())
+        with opener() as stream:
+            parsed = parse_p10(stream, defer_size=defer)
+            state = (_state(parsed.dataset), _state(parsed.file_meta), parsed.preamble,
+                     parsed.file_meta_bytes, parsed.transfer_syntax_uid, parsed.is_implicit_vr,
+                     parsed.is_little_endian, parsed.deflated, parsed.dataset_offset,
+                     parsed.pixel_data, parsed.file_meta_present, parsed.stream.tell())
+            if parsed.stream is not stream:
+                parsed.stream.close()  # a deflated file's inflated copy
+            return state
     return _recorded(read)
 
 
-def assert_parse_same(data: bytes, defer: int = DEFER, where: str = "") -> tuple[int, int]:
-    """parse_p10 with the walk equals parse_p10 without it. Returns (walks, declines)."""
+def assert_parse_same(data: bytes | Path, defer: int = DEFER, where: str = "",
+                      buffering: int = -1) -> tuple[int, int]:
+    """parse_p10 with the walk equals parse_p10 without it, on bytes (a BytesIO) or a
+    file (opened with `buffering`: the walk peeks into a buffered file's buffer).
+    Returns (walks, declines)."""
+    def opener():
+        if isinstance(data, Path):
+            return open(data, "rb", buffering=buffering)
+        return io.BytesIO(data)
+
     with pydicom_only():
-        expected = _parsed_state(data, defer)
+        expected = _parsed_state(opener, defer)
     walked, declined = raw_walk.counts.walked, raw_walk.counts.declined
-    got = _parsed_state(data, defer)
+    got = _parsed_state(opener, defer)
     assert got == expected, f"parse_p10 differs with the walk for {where}"
     return raw_walk.counts.walked - walked, raw_walk.counts.declined - declined
 
@@ -157,9 +171,8 @@ def test_parse_is_identical_on_the_corpus(corpus_files: list[Path]) -> None:
     walks = declines = 0
     for path in corpus_files:
         where = path.relative_to(PYDICOM_DATA) if PYDICOM_DATA in path.parents else path.name
-        data = path.read_bytes()
-        for defer in (DEFER, 64):
-            walked, declined = assert_parse_same(data, defer, str(where))
+        for source, defer in ((path, DEFER), (path.read_bytes(), 64)):
+            walked, declined = assert_parse_same(source, defer, str(where))
             walks, declines = walks + walked, declines + declined
     assert walks > 3 * declines, (walks, declines)
 
@@ -171,6 +184,7 @@ def test_ct_files_take_the_walk(tmp_path: Path) -> None:
     files += syn.ct_series(tmp_path / "rich", 2, rows=16, columns=16, study_index=501, rich=True)
     for path in files:
         assert assert_parse_same(path.read_bytes(), where=path.name) == (2, 0)
+        assert assert_parse_same(path, where=path.name) == (2, 0)
 
 
 def test_walked_elements_are_pydicoms(tmp_path: Path) -> None:
@@ -332,6 +346,24 @@ def test_headers_longer_than_one_read() -> None:
     assert assert_walk_same(b"\0" * 7 + body, defer=DEFER, offset=7)
 
 
+@pytest.mark.parametrize("buffering", [1, 13, 100, 4096, 65536, 1 << 20])
+def test_buffered_files_of_any_buffer_size(tmp_path: Path, buffering: int) -> None:
+    """From a buffered file the walk starts on what its buffer holds (`peek`): a buffer of
+    any size, a header longer than it, the file meta information and the data set in the
+    same buffer; the same parse as pydicom's, and from bytes."""
+    rng = random.Random(buffering)
+    header = b"".join(explicit(0x00111000 + i, "LO", bytes(rng.randrange(30)))
+                      for i in range(1, 700))
+    meta = (explicit(0x00020000, "UL", struct.pack("<L", 28))
+            + explicit(0x00020010, "UI", b"1.2.840.10008.1.2.1\0"))
+    path = tmp_path / "long.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + meta + BASE + header + PIXELS
+                     + explicit(0xFFFAFFFA, "SQ", b"") + explicit(0xFFFCFFFC, "OB", b"\0\0"))
+    assert assert_parse_same(path, buffering=buffering) == (3, 0)
+    short = syn.ct_series(tmp_path / "ct", 1, rows=4, columns=4, rich=True)[0]
+    assert assert_parse_same(short, buffering=buffering) == (2, 0)
+
+
 @pytest.mark.parametrize("body", [
     pytest.param(BASE + explicit(0x00082218, "SQ", b"", length=0xFFFFFFFF)
                  + implicit(0xFFFEE0DD, b""), id="undefined-length-sequence"),
@@ -378,8 +410,14 @@ def test_truncated_at_every_byte(tmp_path: Path) -> None:
     same parse or the same one-line reason with the walk as without."""
     path = syn.ct_series(tmp_path, 1, rows=4, columns=4, rich=True)[0]
     data = path.read_bytes()
+    walks = 0
     for end in range(len(data) + 1):
-        assert_parse_same(data[:end], where=f"cut at {end}")
+        walks += assert_parse_same(data[:end], where=f"cut at {end}")[0]
+    cut = tmp_path / "cut.dcm"
+    for end in range(0, len(data) + 1, 7):
+        cut.write_bytes(data[:end])
+        walks += assert_parse_same(cut, where=f"file cut at {end}")[0]
+    assert walks > len(data)  # the meta information of most cuts, the data set of some
 
 
 def test_mutants(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import convert_string
 
-#: bytes read at once for a data set: a typical header (1–10 KB) is one or two reads
-HEADER_READ = 8192
+#: bytes read at once for a data set: a typical header (1–10 KB) is one to three reads
+HEADER_READ = 4096
 #: bytes read at once for the file meta information (typically 150–250 bytes)
 META_READ = 512
 #: the encoded 2-letter VRs pydicom knows → (the VR as pydicom reports it, 4-byte length)
@@ -195,7 +195,7 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
     left = size - start
     if 0 < left < 8:
         raise _Declined("a partial element header")
-    buf = _read(stream, start, min(left, chunk))
+    buf, at = _first_read(stream, start, left, chunk)
     if left and _looks_implicit(buf) != implicit:
         raise _Declined("the first element's VR contradicts the transfer syntax")
     base = start  # the file offset of buf[0]
@@ -210,7 +210,8 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
                 return elements, size, charsets
             if here + 8 > size:
                 raise _Declined("a partial element header")
-            buf, base, pos = _read(stream, here, min(size - here, chunk)), here, 0
+            buf, at = _read(stream, here, min(size - here, chunk), at)
+            base, pos = here, 0
         if implicit:
             group, elem, length = _IMPLICIT(buf, pos)
             vr = None
@@ -251,7 +252,8 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
         else:
             first = pos + header
             if first + length > len(buf):  # a value past buf: read from its start
-                buf = _read(stream, value_tell, min(size - value_tell, max(length, chunk)))
+                buf, at = _read(stream, value_tell, min(size - value_tell, max(length, chunk)),
+                                at)
                 base, first = value_tell, 0
             value = buf[first:first + length]
             pos = first + length
@@ -275,15 +277,29 @@ def _meta_end(buf: bytes, pos: int, tag: int, encoded_vr: bytes) -> int:
     return pos
 
 
-def _read(stream: BinaryIO, offset: int, count: int) -> bytes:
-    """`count` bytes at `offset` (the stream is there after the first read and after
-    a value read through, so the seek costs no system call then)."""
-    if stream.tell() != offset:
+def _first_read(stream: BinaryIO, start: int, left: int, count: int) -> tuple[bytes, int]:
+    """(the bytes from `start`, the stream's position: `count`, or the `left` there are,
+    or what a buffered file holds already; the stream's position after). A
+    buffered file (`peek`) gives what it holds without a system call and stays where it
+    is: a header within it costs no read, and the seek to where the walk stops none."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        held = peek(count)[:left]
+        if len(held) >= min(left, 12):  # one element header at least; the walk reads on
+            return held, start
+    return _read(stream, start, min(left, count), start)
+
+
+def _read(stream: BinaryIO, offset: int, count: int, at: int) -> tuple[bytes, int]:
+    """(`count` bytes at `offset`, the position after), the stream being at `at`: no
+    seek when reading on, and never a `tell()`, which is an `lseek` per call on a
+    buffered file."""
+    if at != offset:
         stream.seek(offset)
     data = stream.read(count)
     if len(data) != count:
         raise _Declined("the file is shorter than its size")
-    return data
+    return data, offset + count
 
 
 def _looks_implicit(head: bytes) -> bool:

@@ -45,6 +45,9 @@ _CHARSET = 0x00080005
 #: (file meta, command) or which delimit items: left to pydicom
 _DECLINED_GROUPS = frozenset((0x0000, 0x0002, 0xFFFE))
 _PIXEL_DATA_ELEMENTS = frozenset((0x0010, 0x0008, 0x0009))
+#: the groups the walk looks at twice: Pixel Data's (it may stop there), and those declined
+_SPECIAL_GROUPS = _DECLINED_GROUPS | {0x7FE0}
+_NEVER = 1 << 32  # the defer size that defers nothing (a length has 32 bits)
 _new_raw = tuple.__new__  # RawDataElement is a NamedTuple: built without its __new__'s call
 #: the RawDataElement fields the walk fills in; another pydicom's (a field more) is not walked
 _FIELDS = ("tag", "VR", "length", "value", "value_tell", "is_implicit_VR", "is_little_endian",
@@ -203,15 +206,18 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
     elements: dict[BaseTag, RawDataElement] = {}
     charsets: list[bytes] = []  # each Specific Character Set value, in file order
     empty = empty_value_for_VR
+    limit = _NEVER if defer_size is None else defer_size
+    special = frozenset() if meta else _SPECIAL_GROUPS  # meta: group 2 only gets there
+    end = len(buf)
     while True:
-        if pos + 12 > len(buf):  # 12: the longest header; near the end of buf, read on
+        if pos + 12 > end:  # 12: the longest header; near the end of buf, read on
             here = base + pos
             if here == size:
                 return elements, size, charsets
             if here + 8 > size:
                 raise _Declined("a partial element header")
             buf, at = _read(stream, here, min(size - here, chunk), at)
-            base, pos = here, 0
+            base, pos, end = here, 0, len(buf)
         if implicit:
             group, elem, length = _IMPLICIT(buf, pos)
             vr = None
@@ -219,29 +225,31 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
         else:
             group, elem, encoded_vr, length = _EXPLICIT(buf, pos)
             if meta and group != 2:
-                end = _meta_end(buf, pos, group << 16 | elem, encoded_vr)
-                return elements, base + end, charsets
+                return elements, base + _meta_end(buf, pos, group << 16 | elem, encoded_vr), \
+                    charsets
             known = _VRS.get(encoded_vr)
             if known is None:
                 raise _Declined("not a known VR")
             vr, long_length = known
             header = 8
             if long_length:
-                if pos + 12 > len(buf):
+                if pos + 12 > end:
                     raise _Declined("the file ends inside an element header")
                 (length,) = _LENGTH_32(buf, pos + 8)
                 header = 12
-        if group == 0x7FE0 and elem in _PIXEL_DATA_ELEMENTS:
-            return elements, base + pos, charsets
-        if group in _DECLINED_GROUPS and not meta:
-            raise _Declined("a file meta, command or delimiter element")
+        if group in special:  # one set test for the common element
+            if group == 0x7FE0:
+                if elem in _PIXEL_DATA_ELEMENTS:
+                    return elements, base + pos, charsets
+            else:
+                raise _Declined("a file meta, command or delimiter element")
         if length == _UNDEFINED:
             raise _Declined("an undefined length")
         value_tell = base + pos + header
         if value_tell + length > size:
             raise _Declined("a value running past the end of the file")
         number = group << 16 | elem
-        if defer_size is not None and length > defer_size and number != _CHARSET:
+        if length > limit and number != _CHARSET:
             value = None
             pos += header + length  # may leave buf: read on at the next header
         elif length == 0:
@@ -251,10 +259,10 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
                 charsets.append(b"")
         else:
             first = pos + header
-            if first + length > len(buf):  # a value past buf: read from its start
+            if first + length > end:  # a value past buf: read from its start
                 buf, at = _read(stream, value_tell, min(size - value_tell, max(length, chunk)),
                                 at)
-                base, first = value_tell, 0
+                base, first, end = value_tell, 0, len(buf)
             value = buf[first:first + length]
             pos = first + length
             if number == _CHARSET:

@@ -1,15 +1,18 @@
-"""A raw element walk over the header bytes of a top-level data set, for the common case.
+"""A raw element walk over the header bytes of a P10 file, for the common case.
 
-pydicom's `read_dataset` reads an element with a few calls each (read, tell, seek, a
-stop callback, a generator step) and costs most of a small instance's parse. Most files
-are explicit or implicit VR little endian with defined lengths only, so this walk reads
-the header region in one read (a few for a large header) and builds, element for element,
-what `read_dataset(..., defer_size=...)` builds for them: the same `RawDataElement`s
-(VR None for implicit VR, value None when deferred) in a `Dataset` with the same original
-encoding. Anything it does not handle simply, it declines (returns None, the stream back
-where it was) and the caller reads the data set with pydicom from the start, so error
-reasons and edge-case behaviour stay pydicom's. `tests/test_raw_walk.py` holds the two
-equal on the test corpus and on hand-made edge cases.
+pydicom's `read_dataset` reads an element with a few calls each (read, tell — an
+`lseek` on a buffered file —, seek, a stop callback, a generator step) and cost most of
+a small instance's parse. Most files are explicit or implicit VR little endian with
+defined lengths only, so this walk takes the header from what a buffered file already
+holds (or one read, a few for a large header) and builds, element for element, what
+pydicom builds for them: for the top-level data set what `read_dataset(...,
+defer_size=...)` makes (the same `RawDataElement`s, VR None for implicit VR, value None
+when deferred, in a `Dataset` with the same original encoding), for the file meta
+information what `_read_file_meta_info` makes. Anything it does not handle simply it
+declines (returns None, the stream back where it was) and the caller reads it with
+pydicom from the start, so error reasons and edge-case behaviour stay pydicom's.
+`tests/test_raw_walk.py` holds the two equal on the test corpus, hand-made edge cases,
+truncations and mutants.
 """
 
 from __future__ import annotations

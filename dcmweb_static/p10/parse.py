@@ -2,8 +2,10 @@
 
 pydicom parses everything but the top-level Pixel Data, whose layout (offset, length,
 fragments) is walked here without reading its value, so a 1 GB image costs a few item
-headers of memory. Large values elsewhere are deferred by pydicom and copied later from
-their file offsets. All use of pydicom's reader internals is kept in this module.
+headers of memory; the common data sets and the file meta information (little endian,
+defined lengths) are read by `raw_walk` instead, into what pydicom would make. Large
+values elsewhere are deferred and copied later from their file offsets. All use of
+pydicom's reader internals is kept in this module and `raw_walk`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydicom.uid import UID
 from ..errors import ConversionError, NotDicomError, TruncatedError
 from .datasets import uid_value
 from .raw_dataset import detect_transfer_syntax
+from .raw_walk import walk_dataset, walk_file_meta
 from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from .uids import check_uid
 
@@ -140,7 +143,9 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     else:
         meta_start = stream.tell() - 4
         try:
-            file_meta = _read_file_meta_info(stream)
+            file_meta = walk_file_meta(stream, size)
+            if file_meta is None:  # declined: pydicom's reader
+                file_meta = _read_file_meta_info(stream)
             ts_value = uid_value(file_meta, "TransferSyntaxUID")
         except (EOFError, struct.error):
             raise TruncatedError("truncated: the file ends inside the file meta information") \
@@ -195,20 +200,23 @@ def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
                defer_size: int) -> tuple[Dataset, PixelDataElement | None]:
     """The data set from the current position: elements before Pixel Data, Pixel Data's
     layout, and the elements after it merged in."""
-    dataset = _read_dataset(source, size, is_implicit, is_little, defer_size)
+    dataset, checked = _read_dataset(source, size, is_implicit, is_little, defer_size)
     is_implicit = dataset.original_encoding[0] if dataset.original_encoding[0] is not None \
         else is_implicit
     pixel = None
     if source.tell() < size:
         pixel = _read_pixel_data_element(source, size, is_implicit, is_little)
         if source.tell() < size:
-            trailing = _read_dataset(source, size, is_implicit, is_little, defer_size)
+            trailing, trailing_checked = _read_dataset(source, size, is_implicit, is_little,
+                                                       defer_size)
+            checked = checked and trailing_checked
             for tag in trailing.keys():
                 dataset._dict[tag] = trailing.get_item(tag, keep_deferred=True)
             if source.tell() < size:
                 raise ConversionError(
                     f"malformed data set: cannot read past byte {source.tell()}")
-    _check_lengths(dataset, size)
+    if not checked:
+        _check_lengths(dataset, size)
     return dataset, pixel
 
 
@@ -304,8 +312,14 @@ class _StopAtPixelData:
 
 
 def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
-                  defer_size: int) -> Dataset:
-    """pydicom's read_dataset; whatever it raises becomes one reason in words here."""
+                  defer_size: int) -> tuple[Dataset, bool]:
+    """(the data set, whether its lengths are known to fit the file): the raw walk for
+    the common syntaxes (`raw_walk`: what pydicom would build, in a few reads; it
+    declines a value past the end), else pydicom's read_dataset; whatever it raises
+    becomes one reason in words here."""
+    walked = walk_dataset(stream, size, implicit, little, defer_size)
+    if walked is not None:  # it ends at Pixel Data or exactly at the end: no partial header
+        return walked, True
     stop = _StopAtPixelData()
     try:
         dataset = read_dataset(stream, implicit, little, stop_when=stop, defer_size=defer_size)
@@ -313,7 +327,7 @@ def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
         raise _unreadable(exc, stream, size, stop.last) from None
     if stream.tell() >= size:
         _check_no_partial_header(dataset, size)
-    return dataset
+    return dataset, False
 
 
 def _unreadable(exc: Exception, stream: BinaryIO, size: int, last: int | None

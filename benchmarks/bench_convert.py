@@ -9,21 +9,20 @@ memory does not grow with the number of files); --quick: 100 slices, ~100 MB, 50
 1,000 and 200 small files, one round.
 
 Method (see docs/performance.md): the package is byte-compiled first, as an install
-does; every timed command runs from dropped page caches
-(`sync; echo 3 > /proc/sys/vm/drop_caches`, when run as root; otherwise it says so) and
-is timed together with its own `sync`; CPU-seconds are user + system time of all its
-processes (`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In
-each round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the latest
-tree a conversion wrote (an untimed conversion before the first round), (multi-frame
-inputs) `cp` of the input file and (the CT series) `layout_floor.py`, the least a Python
-writer of the same files pays (hash, kernel copy, gzip, no parse), rotated one place per round so that each command runs
-in each place equally often (the place alone moved the 1 GB conversion by 1.6 CPU-s, see
-`Bench`). Medians over the rounds; every output is kept until the end (deleting many
-files makes creating files dearer on ext4 for a while). It prints per input the
-medians, the peak RSS of the converter's parent and largest worker (from the run
-report), the per-stage worker time per file, the serial aggregation and the start-up;
-then a table of the ratios against the targets of issue 16.
-"""
+does; every timed command runs from dropped page caches (`sync; echo 3 >
+/proc/sys/vm/drop_caches`, when run as root; otherwise it says so) and is timed together
+with its own `sync`; CPU-seconds are user + system time of all its processes
+(`getrusage(RUSAGE_CHILDREN)` around it: the converter's workers included). In each
+round, for each input: `dcmweb convert` into a fresh folder, `cp -r` of the latest tree
+a conversion wrote (an untimed conversion before the first round), (multi-frame inputs)
+`cp` of the input file and (the CT series) `layout_floor.py`, the least a Python writer
+of the same files pays (hash, kernel copy, gzip, no parse), rotated one place per round
+so that each command runs in each place equally often (the place alone moved the 1 GB
+conversion by 1.6 CPU-s, see `Bench`). Medians over the rounds; every output is kept
+until the end (deleting many files makes creating files dearer on ext4 for a while). It
+prints per input the medians, the peak RSS of the converter's parent and largest worker
+(from the run report), the per-stage worker time per file, the serial aggregation and
+the start-up; then a table of the ratios against the targets of issue 16. """
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ conversion by 1.6 CPU-s, see `Bench`). Medians over the rounds; every output is 
 until the end (deleting many files makes creating files dearer on ext4 for a while). It
 prints per input the medians, the peak RSS of the converter's parent and largest worker
 (from the run report), the per-stage worker time per file, the serial aggregation and
-the start-up; then a table of the ratios against the targets of issue 16. """
+the start-up; then a table of the ratios against the targets of issue 16.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
@@ -83,17 +83,12 @@ def walk_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
     if not little or not _usable():
         counts.declined += 1
         return None
-    start = stream.tell()
-    try:
+
+    def read(start: int) -> tuple[Dataset, int]:
         elements, stop, charsets = _walk(stream, start, size, implicit, defer_size)
-        dataset = _dataset(elements, charsets, implicit)
-    except Exception:  # _Declined, or anything odd: pydicom reads it (and words the reason)
-        stream.seek(start)
-        counts.declined += 1
-        return None
-    stream.seek(stop)
-    counts.walked += 1
-    return dataset
+        return _dataset(elements, charsets, implicit), stop
+
+    return _attempt(stream, read)
 
 
 def walk_file_meta(stream: BinaryIO, size: int) -> FileMetaDataset | None:
@@ -103,16 +98,25 @@ def walk_file_meta(stream: BinaryIO, size: int) -> FileMetaDataset | None:
     if not _usable():
         counts.declined += 1
         return None
+    return _attempt(stream, lambda start: _file_meta(stream, start, size))
+
+
+_Read = TypeVar("_Read")
+
+
+def _attempt(stream: BinaryIO, read: Callable[[int], tuple[_Read, int]]) -> _Read | None:
+    """`read(start)` from the stream's position, the stream left where it says the read
+    stopped; None, the stream back at the start, when it declines or fails."""
     start = stream.tell()
     try:
-        file_meta, stop = _file_meta(stream, start, size)
+        result, stop = read(start)
     except Exception:  # _Declined, or anything odd: pydicom reads it (and words the reason)
         stream.seek(start)
         counts.declined += 1
         return None
     stream.seek(stop)
     counts.walked += 1
-    return file_meta
+    return result
 
 
 def _usable() -> bool:

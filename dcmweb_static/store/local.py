@@ -28,10 +28,10 @@ from typing import BinaryIO
 
 from ..errors import TreeLinkError
 from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
-from .staging import StagedInstance, StagingArea
+from .staging import FOLDER_LOCK, StagedInstance, StagingArea, lock_is_free, lock_then_name
 
 SCRATCH_DIR = ".tmp"
-SCRATCH_LOCK = ".alive"
+SCRATCH_LOCK = FOLDER_LOCK  # a run's scratch folder is locked as any own folder
 LOCK_NAME = ".dcmweb.lock"
 
 
@@ -171,18 +171,8 @@ class LocalStore:
         label = f"{os.getpid()}-{time.time_ns()}"
         making = os.path.join(parent, f"new-{label}")  # not a run-* name until locked
         os.mkdir(making)
-        fd = -1
-        try:
-            fd = os.open(os.path.join(making, SCRATCH_LOCK),
-                         os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            folder = os.path.join(parent, f"run-{label}")
-            os.rename(making, folder)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            shutil.rmtree(making, ignore_errors=True)
-            raise
+        folder = os.path.join(parent, f"run-{label}")
+        fd = lock_then_name(making, folder, 0o644)
         self._scratch = folder
         try:
             yield StagingArea(folder)
@@ -379,19 +369,8 @@ def _keep_result_folders(old: str, new: str) -> None:
 
 
 def _lock_is_free(folder: str) -> bool:
-    try:
-        fd = os.open(os.path.join(folder, SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return _legacy_dead(os.path.basename(folder))
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    free = lock_is_free(folder)
+    return _legacy_dead(os.path.basename(folder)) if free is None else free
 
 
 def _legacy_dead(name: str) -> bool:

@@ -26,7 +26,8 @@ _STAGED = itertools.count()
 #: the folders in the system's temp folder where a store that is no folder (memory, a
 #: bucket) stages a run, and the file each is locked by (flock) while its run lives
 LOCAL_STAGING_PREFIX = "dcmweb-staging-"
-LOCAL_STAGING_LOCK = ".alive"
+#: the lock file of a process's own folder (a run's scratch folder, a local staging folder)
+FOLDER_LOCK = ".alive"
 #: the block of a copy that the kernel cannot do (another file system): bounded memory
 _COPY_BLOCK = 1 << 20
 
@@ -216,18 +217,8 @@ def local_staging() -> Iterator[StagingArea]:
     parent = tempfile.gettempdir()
     _remove_dead_staging(parent)
     making = tempfile.mkdtemp(prefix="dcmweb-new-", dir=parent)
-    fd = -1
-    try:
-        fd = os.open(os.path.join(making, LOCAL_STAGING_LOCK),
-                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path = os.path.join(parent, LOCAL_STAGING_PREFIX + os.path.basename(making)[11:])
-        os.rename(making, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        shutil.rmtree(making, ignore_errors=True)
-        raise
+    path = os.path.join(parent, LOCAL_STAGING_PREFIX + os.path.basename(making)[11:])
+    fd = lock_then_name(making, path, 0o600)
     area = StagingArea(path)
     try:
         yield area
@@ -249,15 +240,44 @@ def _remove_dead_staging(parent: str) -> None:
             if not entry.is_dir(follow_symlinks=False) or \
                     entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
-            fd = os.open(os.path.join(entry.path, LOCAL_STAGING_LOCK),
-                         os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:  # gone meanwhile; no lock (an older version's: left alone)
+        except OSError:  # gone meanwhile
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # alive
-            continue
-        else:
+        if lock_is_free(entry.path):  # None, no lock (an older version's): left alone
             shutil.rmtree(entry.path, ignore_errors=True)
-        finally:
+
+
+def lock_then_name(making: str, final: str, mode: int) -> int:
+    """Lock the new folder `making` (flock of its `FOLDER_LOCK` file), then rename it to
+    `final`: a folder that has its final name and a free lock is a dead process's, which
+    the next process removes. Returns the lock's descriptor (closing it releases the
+    lock); on failure `making` is removed."""
+    fd = -1
+    try:
+        fd = os.open(os.path.join(making, FOLDER_LOCK),
+                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(making, final)
+    except BaseException:
+        if fd >= 0:
             os.close(fd)
+        shutil.rmtree(making, ignore_errors=True)
+        raise
+    return fd
+
+
+def lock_is_free(folder: str) -> bool | None:
+    """Whether no process holds the lock of `folder` (made by `lock_then_name`): True,
+    its process is dead; None: it has no lock file."""
+    try:
+        fd = os.open(os.path.join(folder, FOLDER_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)

@@ -14,35 +14,23 @@ import argparse
 import statistics
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.p10 import parse, raw_walk
+from dcmweb_static.p10 import raw_walk
 from dcmweb_static.p10.parse import parse_p10
 
 DEFER = 131074  # the default public bulk threshold: what a conversion defers at
 
 
-@contextmanager
-def pydicom_only():
-    """Every walk declined: parse_p10 reads as it did before the walk existed."""
-    saved = parse.walk_dataset, parse.walk_file_meta
-    parse.walk_dataset = lambda *args: None
-    parse.walk_file_meta = lambda *args: None
-    try:
-        yield
-    finally:
-        parse.walk_dataset, parse.walk_file_meta = saved
-
-
-def timed(path: Path, iterations: int) -> list[float]:
+def timed(path: Path, iterations: int, raw_walk: bool = True) -> list[float]:
+    """Seconds per parse_p10 of `path`; raw_walk=False: pydicom's reader, as before the walk."""
     with path.open("rb") as fp:
         times = []
         for _ in range(iterations):
             fp.seek(0)
             start = time.perf_counter()
-            parse_p10(fp, defer_size=DEFER)
+            parse_p10(fp, defer_size=DEFER, raw_walk=raw_walk)
             times.append(time.perf_counter() - start)
     return times
 
@@ -50,13 +38,11 @@ def timed(path: Path, iterations: int) -> list[float]:
 def bench(path: Path, iterations: int, rounds: int) -> tuple[float, float]:
     """(median µs with pydicom's reader, median µs with the walk)."""
     timed(path, 50)  # warm
-    with pydicom_only():
-        timed(path, 50)
+    timed(path, 50, raw_walk=False)
     before: list[float] = []
     after: list[float] = []
     for _ in range(rounds):
-        with pydicom_only():
-            before += timed(path, iterations)
+        before += timed(path, iterations, raw_walk=False)
         after += timed(path, iterations)
     return statistics.median(before) * 1e6, statistics.median(after) * 1e6
 

@@ -114,7 +114,8 @@ def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
 def parse_p10(stream: BinaryIO, *, defer_size: int,
               spool: Callable[[], BinaryIO] = tempfile.TemporaryFile,
               max_inflated_size: int = MAX_INFLATED_SIZE,
-              inspect: Callable[[bytes], None] | None = None) -> ParsedP10:
+              inspect: Callable[[bytes], None] | None = None,
+              raw_walk: bool = True) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
     A deflated data set is inflated into an unnamed temporary file made by `spool` (the
@@ -123,7 +124,8 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     closes it. `inspect` sees each inflated block (the caller's payload checks: the
     source's bytes are not the payloads then). Raises NotDicomError, TruncatedError or
     ConversionError (an InvalidUIDError for a malformed Transfer Syntax UID) with a
-    one-line reason.
+    one-line reason. `raw_walk=False` reads everything with pydicom's reader (what the
+    walk is compared with and timed against).
     """
     size = _stream_size(stream)
     if size == 0:
@@ -143,7 +145,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     else:
         meta_start = stream.tell() - 4
         try:
-            file_meta = walk_file_meta(stream, size)
+            file_meta = walk_file_meta(stream, size) if raw_walk else None
             if file_meta is None:  # declined: pydicom's reader
                 file_meta = _read_file_meta_info(stream)
             ts_value = uid_value(file_meta, "TransferSyntaxUID")
@@ -173,7 +175,8 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         body_start = dataset_offset
     try:
         source.seek(body_start)
-        dataset, pixel = _read_body(source, size, is_implicit, is_little, defer_size)
+        dataset, pixel = _read_body(source, size, is_implicit, is_little, defer_size,
+                                    raw_walk)
     except BaseException:
         if source is not stream:
             source.close()
@@ -197,10 +200,11 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
 
 
 def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
-               defer_size: int) -> tuple[Dataset, PixelDataElement | None]:
+               defer_size: int, raw_walk: bool) -> tuple[Dataset, PixelDataElement | None]:
     """The data set from the current position: elements before Pixel Data, Pixel Data's
     layout, and the elements after it merged in."""
-    dataset, checked = _read_dataset(source, size, is_implicit, is_little, defer_size)
+    dataset, checked = _read_dataset(source, size, is_implicit, is_little, defer_size,
+                                     raw_walk)
     is_implicit = dataset.original_encoding[0] if dataset.original_encoding[0] is not None \
         else is_implicit
     pixel = None
@@ -208,7 +212,7 @@ def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
         pixel = _read_pixel_data_element(source, size, is_implicit, is_little)
         if source.tell() < size:
             trailing, trailing_checked = _read_dataset(source, size, is_implicit, is_little,
-                                                       defer_size)
+                                                       defer_size, raw_walk)
             checked = checked and trailing_checked
             for tag in trailing.keys():
                 dataset._dict[tag] = trailing.get_item(tag, keep_deferred=True)
@@ -312,12 +316,12 @@ class _StopAtPixelData:
 
 
 def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
-                  defer_size: int) -> tuple[Dataset, bool]:
+                  defer_size: int, raw_walk: bool) -> tuple[Dataset, bool]:
     """(the data set, whether its lengths are known to fit the file): the raw walk for
     the common syntaxes (`raw_walk`: what pydicom would build, in a few reads; it
     declines a value past the end), else pydicom's read_dataset; whatever it raises
     becomes one reason in words here."""
-    walked = walk_dataset(stream, size, implicit, little, defer_size)
+    walked = walk_dataset(stream, size, implicit, little, defer_size) if raw_walk else None
     if walked is not None:  # it ends at Pixel Data or exactly at the end: no partial header
         return walked, True
     stop = _StopAtPixelData()

@@ -7,7 +7,6 @@ checked not to contain the delimiter, which would make the part unparseable.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import re
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from ..errors import ConversionError
+from ..kernel_copy import cannot_copy, copy_range
 
 BOUNDARY = "dcmweb-static-4f1c9a7e2b8d4e6f"
 _DELIMITER = b"--" + BOUNDARY.encode("ascii")
@@ -123,7 +123,7 @@ class PayloadCopier:
             try:
                 return self._copy_in_kernel(dst, segments)
             except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                if not cannot_copy(exc):
                     raise
                 self.kernel = False
         with self._lock:
@@ -140,12 +140,8 @@ class PayloadCopier:
         src_fd, dst_fd = self.src.fileno(), dst.fileno()
         total = 0
         for offset, length in segments:
-            done = 0
-            while done < length:
-                n = os.copy_file_range(src_fd, dst_fd, length - done, offset + done)
-                if n == 0:
-                    raise ConversionError(f"source ends inside a value at offset {offset}")
-                done += n
+            if copy_range(src_fd, dst_fd, offset, length) < length:
+                raise ConversionError(f"source ends inside a value at offset {offset}")
             total += length
         return total
 

@@ -9,7 +9,6 @@ worker processes.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import itertools
 import os
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from ..kernel_copy import cannot_copy, copy_range
 
 _STAGED = itertools.count()
 #: the folders in the system's temp folder where a store that is no folder (memory, a
@@ -151,17 +152,15 @@ class StagingArea:
 def _copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
     """`length` bytes of `src` from `offset` appended to `out`: by the kernel, or (another
     file system, an old kernel) through one bounded buffer."""
-    done = 0
+    start = out.tell()
     try:
-        while done < length:
-            n = os.copy_file_range(src.fileno(), out.fileno(), length - done, offset + done)
-            if n == 0:
-                raise ValueError(f"{src.name} ends before byte {offset + length}")
-            done += n
+        if copy_range(src.fileno(), out.fileno(), offset, length) < length:
+            raise ValueError(f"{src.name} ends before byte {offset + length}")
         return
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        if not cannot_copy(exc):
             raise
+    done = out.tell() - start  # what the kernel copied before it gave up: not again
     src.seek(offset + done)
     while done < length:
         block = src.read(min(_COPY_BLOCK, length - done))

@@ -93,7 +93,7 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
     fetched = [f for f in shown.fetched if f.url.startswith(tree + "/")]
     for response in fetched:
         assert response.status in (200, 304), response
-        assert _agrees(response, "access-control-allow-origin", origin)
+        _never_contradicts(response, "access-control-allow-origin", origin)
     json_urls = [f for f in fetched if f.url.split("?")[0].endswith(("/metadata", "/series",
                                                                      "/studies"))]
     kinds = {re.sub(r".*/", "", f.url.split("?")[0]) for f in json_urls}
@@ -104,7 +104,7 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
         assert served["content-encoding"] == "gzip", served
         assert served["access-control-allow-origin"] == origin, served
         for name in ("content-type", "content-encoding"):
-            assert _agrees(response, name, served[name])
+            _never_contradicts(response, name, served[name])
     frames = [f for f in fetched if f.url.endswith("/frames/1")]
     assert len(frames) == len(instances), [f.url for f in fetched]
     for response in frames:
@@ -113,7 +113,7 @@ def test_ohif_reads_the_study_straight_from_the_bucket(deployed, tmp_path: Path)
             'multipart/related; type="application/octet-stream"; transfer-syntax='), served
         assert "content-encoding" not in served, served
         assert served["access-control-allow-origin"] == origin, served
-        assert _agrees(response, "content-type", served["content-type"])
+        _never_contradicts(response, "content-type", served["content-type"])
         assert "content-encoding" not in response.headers, response
 
     # and moto's log shows the viewer's GETs of those keys, each answered 200, no preflight
@@ -139,9 +139,7 @@ def _served(url: str, origin: str) -> httpx.Headers:
     return answer.headers
 
 
-def _agrees(recorded, name: str, value: str) -> bool:
-    """True when the browser's record of a response has no `name` header or has `value`."""
-    if recorded.headers.get(name, value) != value:
-        raise AssertionError(f"browser saw {name}: {recorded.headers[name]!r}, not {value!r}: "
-                             f"{recorded}")
-    return True
+def _never_contradicts(recorded, name: str, value: str) -> None:
+    """The browser's record of a response has no `name` header or has `value`."""
+    assert recorded.headers.get(name, value) == value, \
+        f"browser saw {name}: {recorded.headers[name]!r}, not {value!r}: {recorded}"

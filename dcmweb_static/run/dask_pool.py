@@ -39,6 +39,7 @@ from ..store import LocalStore, StagedInstance, StagingArea, Store, open_store
 from ..store.objects import HEADER_PROTOCOLS, ObjectStore
 from .commit import stage_instance
 from .options import ConvertOptions
+from .prefetch import prefetch
 from .result import InstanceResult, peak_rss_kib
 from .source import source_for
 
@@ -136,6 +137,7 @@ def convert_batch(options: ConvertOptions, target: StoreTarget, paths: list[str]
     """Run on a Dask worker: convert `paths` into the run's staging area of its store.
     Never raises for a file (the converter does not; a failed upload fails its file)."""
     converter = _converter(options)
+    prefetch(paths)  # the batch's local files: read ahead while the first converts
     if target.staging is not None:
         results = [_into_folder(converter, options, target.staging, path) for path in paths]
     else:

@@ -161,13 +161,16 @@ class InstanceConverter:
             has_delimiter = False  # assumed; checked when the scan is done
         else:
             scanned = scan_mapped(fp, size) if size >= MAP_SCAN_BYTES else None
-            result.sha256, result.bytes_in, has_delimiter = scanned or scan_source(fp, buffer)
+            if scanned is None:  # by reads: it leaves the file at its end
+                scanned = scan_source(fp, buffer)
+                fp.seek(0)
+            result.sha256, result.bytes_in, has_delimiter = scanned
             clock.lap("scan")
-        fp.seek(0)
         defer = max(options.thresholds.public, options.thresholds.private)
         inflated = DelimiterScan()
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
-                           max_inflated_size=options.max_inflated_size, inspect=inflated.feed)
+                           max_inflated_size=options.max_inflated_size, inspect=inflated.feed,
+                           size=size)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
         if str(uid_value(parsed.file_meta, "MediaStorageSOPClassUID") or "") \
                 == DICOMDIR_SOP_CLASS:

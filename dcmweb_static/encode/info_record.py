@@ -20,8 +20,9 @@ from .multipart import BOUNDARY
 def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:
     """Sequences and items that were written with undefined length, as tag paths."""
     found: list[str] = []
-    for tag in ds.keys():
-        elem = ds.get_item(tag, keep_deferred=True)  # never read a deferred value here
+    # the elements as stored: what get_item(tag, keep_deferred=True) gives for each key
+    # (never a deferred read), without its Tag() conversion and lookup per element
+    for elem in ds._dict.values():
         if getattr(elem, "VR", None) != "SQ" or not hasattr(elem, "is_undefined_length"):
             continue
         name = f"{path}{elem.tag:08X}"

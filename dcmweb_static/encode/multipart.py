@@ -8,6 +8,7 @@ checked not to contain the delimiter, which would make the part unparseable.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import re
 import threading
@@ -192,6 +193,11 @@ def contains_delimiter(data: bytes | bytearray, n: int, tail: bytes) -> tuple[bo
     found = data.find(_DELIMITER, 0, n) != -1 or (
         bool(tail) and _DELIMITER in tail + bytes(data[: min(n, keep)]))
     return found, (tail + bytes(data[max(0, n - keep): n]))[-keep:]
+
+
+def holds_delimiter(data: bytes | bytearray | mmap.mmap) -> bool:
+    """Whether the delimiter occurs anywhere in `data` (a whole file, mapped)."""
+    return data.find(_DELIMITER) != -1
 
 
 def part_body(data: bytes) -> bytes:

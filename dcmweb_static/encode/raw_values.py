@@ -136,8 +136,9 @@ def json_number(text: str, vr: str) -> int | float | str | None:
             raise InvalidNumber(text)
     if vr == "DS" and _DECIMAL.fullmatch(text):
         number = float(text)
-        try:
-            if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
+        try:  # the text as the double's shortest form: equal without two Decimals
+            if math.isfinite(number) and (repr(number) == text
+                                          or Decimal(repr(number)) == Decimal(text)):
                 return number
         except InvalidOperation:
             pass

@@ -115,7 +115,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
               spool: Callable[[], BinaryIO] = tempfile.TemporaryFile,
               max_inflated_size: int = MAX_INFLATED_SIZE,
               inspect: Callable[[bytes], None] | None = None,
-              raw_walk: bool = True) -> ParsedP10:
+              raw_walk: bool = True, size: int | None = None) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
     A deflated data set is inflated into an unnamed temporary file made by `spool` (the
@@ -125,9 +125,11 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     source's bytes are not the payloads then). Raises NotDicomError, TruncatedError or
     ConversionError (an InvalidUIDError for a malformed Transfer Syntax UID) with a
     one-line reason. `raw_walk=False` reads everything with pydicom's reader (what the
-    walk is compared with and timed against).
+    walk is compared with and timed against). `size`: the stream's size when the caller
+    knows it already (three `lseek`s fewer).
     """
-    size = _stream_size(stream)
+    if size is None:
+        size = _stream_size(stream)
     if size == 0:
         raise NotDicomError("empty file (0 bytes)")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import tempfile
@@ -34,9 +35,12 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     _check_regular(os.stat(path).st_mode)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        _check_regular(os.fstat(fd).st_mode)
+        status = os.fstat(fd)
+        _check_regular(status.st_mode)
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        # the buffer size open() would choose, given: it then asks no isatty (an ioctl)
+        return os.fdopen(fd, "rb", buffering=status.st_blksize if status.st_blksize > 1
+                         else io.DEFAULT_BUFFER_SIZE)
     except BaseException:
         os.close(fd)
         raise

@@ -51,7 +51,13 @@ from ..tree.part10 import folder_chunks, transfer_syntax
 from .options import ConvertOptions
 from .result import InstanceResult
 from .source import Source
-from .source_scan import OVERLAP_SCAN_BYTES, ScanThread, scan_source
+from .source_scan import (
+    MAP_SCAN_BYTES,
+    OVERLAP_SCAN_BYTES,
+    ScanThread,
+    scan_mapped,
+    scan_source,
+)
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
@@ -154,13 +160,17 @@ class InstanceConverter:
             scan.start()
             has_delimiter = False  # assumed; checked when the scan is done
         else:
-            result.sha256, result.bytes_in, has_delimiter = scan_source(fp, buffer)
+            scanned = scan_mapped(fp, size) if size >= MAP_SCAN_BYTES else None
+            if scanned is None:  # by reads: it leaves the file at its end
+                scanned = scan_source(fp, buffer)
+                fp.seek(0)
+            result.sha256, result.bytes_in, has_delimiter = scanned
             clock.lap("scan")
-        fp.seek(0)
         defer = max(options.thresholds.public, options.thresholds.private)
         inflated = DelimiterScan()
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
-                           max_inflated_size=options.max_inflated_size, inspect=inflated.feed)
+                           max_inflated_size=options.max_inflated_size, inspect=inflated.feed,
+                           size=size)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
         if str(uid_value(parsed.file_meta, "MediaStorageSOPClassUID") or "") \
                 == DICOMDIR_SOP_CLASS:

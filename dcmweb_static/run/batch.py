@@ -150,6 +150,8 @@ class _Held:
 
     staging: str | None
     uploads: StagedObjects | None
+    #: the staged folder's file count, as the worker counted it (None: unknown)
+    files: int | None = None
 
     def commit(self, store: Store, study: str, series: str, sop: str) -> None:
         if self.uploads is not None:
@@ -157,7 +159,7 @@ class _Held:
             commit_staged_instance(store, self.uploads, study, series, sop)
         else:
             assert self.staging is not None
-            commit_instance(store, StagedInstance(self.staging), study, series, sop)
+            commit_instance(store, StagedInstance(self.staging, self.files), study, series, sop)
 
     def discard(self, store: Store) -> None:
         """A loser's (or a failed commit's) staged files go; nothing of it is published."""
@@ -338,7 +340,7 @@ class Converter:
         assert result.sop_uid and result.study_uid and result.series_uid
         if self._sops is None:
             self._sops = SopRegistry()
-        held = _Held(result.staging, result.uploads)
+        held = _Held(result.staging, result.uploads, result.staged_files)
         result.staging, result.uploads = None, None
         sop = result.sop_uid
         first = self._sops.winner(sop)

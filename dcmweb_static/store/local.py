@@ -304,25 +304,11 @@ class LocalStore:
         return _FileWriter(self._temp(name), target, self.counts)
 
     def get(self, name: str) -> bytes | None:
-        """The file's bytes, read by descriptor: aggregation reads every instance's
-        metadata, and a buffered file object costs twice the system calls (fstat, ioctl,
-        lseek) and its own allocations for a file read whole once."""
         try:
-            fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+            with open(self.path(name), "rb") as handle:
+                return handle.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
-        try:
-            data = os.read(fd, os.fstat(fd).st_size + 1)
-            if not data:
-                return data
-            rest = []
-            while chunk := os.read(fd, 1 << 20):  # it grew meanwhile: the rest too
-                rest.append(chunk)
-            return b"".join([data, *rest]) if rest else data
-        except IsADirectoryError:  # a folder opens, but does not read
-            return None
-        finally:
-            os.close(fd)
 
     def exists(self, name: str) -> bool:
         return os.path.isfile(self.path(name))

@@ -7,7 +7,9 @@
 - Every instance folder appears by one rename of its staged folder (staged in the same
   scratch folder).
 - No symbolic link below the root is followed (lstat of each folder component, temp
-  files opened with O_NOFOLLOW | O_EXCL); the root itself may be a link.
+  files opened with O_NOFOLLOW | O_EXCL; the folder instances are committed into is
+  opened one component at a time with O_NOFOLLOW and checked before each use, see
+  `_ParentFolders`); the root itself may be a link.
 - Aggregation is serialised between runs with `flock` on `DIR/.dcmweb.lock`.
 """
 

@@ -8,11 +8,13 @@ import os
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from dcmweb_static import synthetic as syn
 from dcmweb_static.run.batch import Converter
 from dcmweb_static.run.inputs import InputSpool
 from dcmweb_static.run.options import ConvertOptions
-from dcmweb_static.run.sop_registry import Committed, SopRegistry
+from dcmweb_static.run.sop_registry import BATCH, Committed, SopRegistry
 
 
 def test_input_spool_gives_back_every_path_in_order(tmp_path: Path) -> None:
@@ -40,6 +42,27 @@ def test_sop_registry_keeps_the_winner_and_losers_in_input_order() -> None:
     assert registry.winner("1.2.3") == new
     assert [c.index for c in registry.losers("1.2.3")] == [5, 7, 9]
     assert registry.winner("1.2.4").path == "f.dcm"
+    registry.close()
+
+
+@pytest.mark.parametrize("filter_bits", [8, 1 << 23])  # 8: nearly every lookup a "maybe"
+def test_sop_registry_finds_every_added_uid_whether_written_or_pending(filter_bits: int
+                                                                         ) -> None:
+    """Rows wait in Python until a batch is full; the Bloom filter answers "never seen"
+    without a query. Every UID added must be found at once, the others not."""
+    registry = SopRegistry(filter_bits)
+    count = BATCH * 3 + 7
+    for n in range(count):
+        uid = f"1.2.{n}"
+        assert registry.winner(uid) is None
+        registry.add(uid, Committed(n, f"{n}.dcm", None, n, "converted"), winner=True)
+        assert registry.winner(uid) == Committed(n, f"{n}.dcm", None, n, "converted")
+        if n % 3 == 0:
+            registry.add(uid, Committed(n + count, "x.dcm", None, 1, "failed", "r"),
+                         winner=False)
+            assert [c.index for c in registry.losers(uid)] == [n + count]
+    assert all(registry.winner(f"1.2.{n}").index == n for n in range(count))
+    assert all(registry.winner(f"1.3.{n}") is None for n in range(count))
     registry.close()
 
 

@@ -142,6 +142,20 @@ def test_two_batches_merge_to_the_same_tree_and_reruns_change_nothing(
     assert tree_bytes(whole) == before  # a re-run leaves every byte as it was
 
 
+def test_the_aggregation_spool_in_a_file_gives_the_same_tree(
+        study: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aggregation reads each instance once, into a spool (memory, then a file) that the
+    writing pass reads back by offset: spilled to a file at once, the tree is the same,
+    and every series document is its instance's (check_study)."""
+    from dcmweb_static.index import aggregate
+
+    run("convert", *study, "-d", tmp_path / "memory", "-q")
+    monkeypatch.setattr(aggregate, "SPOOL_IN_MEMORY", 1)
+    run("convert", *study, "-d", tmp_path / "file", "-q")
+    check_study(tmp_path / "file")
+    assert tree_bytes(tmp_path / "file") == tree_bytes(tmp_path / "memory")
+
+
 def test_index_command_regenerates_everything(study: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     run("convert", *study, "-d", out, "-q")

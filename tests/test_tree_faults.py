@@ -88,8 +88,9 @@ def test_kill_9_during_aggregation_leaves_nothing_a_rerun_keeps(inputs: list[Pat
         shutil.copy(path, first_two)
     shutil.copy(inputs[2], last)
     assert dcmweb("convert", first_two, "-d", out, "-q", "-j", "1").returncode == 0
-    # one committed instance's metadata becomes a FIFO: the next aggregation of the study
-    # blocks reading it, once while scanning and again while the series files are open
+    # one committed instance's metadata becomes a FIFO: the next aggregation of the study,
+    # after the run's commits, blocks reading it (each instance is read once, by the scan
+    # that precedes the study's writes) and is killed there, its scratch folder left
     (metadata,) = sorted(out.glob("studies/*/series/*/instances/*/metadata.gz"))[:1]
     saved = metadata.read_bytes()
     metadata.unlink()
@@ -97,11 +98,7 @@ def test_kill_9_during_aggregation_leaves_nothing_a_rerun_keeps(inputs: list[Pat
     run = subprocess.Popen([*CLI, "convert", str(last), "-d", str(out), "-q", "-j", "1"],
                            start_new_session=True, stderr=subprocess.PIPE)
     try:
-        fd = _open_when_read(metadata)  # the scan: give it the real bytes
-        os.write(fd, saved)
-        os.close(fd)
-        time.sleep(0.2)  # the reader sees end of file and moves on
-        fd = _open_when_read(metadata)  # the second read, with the series files open:
+        fd = _open_when_read(metadata)  # the scan has it open:
         time.sleep(0.5)  # held open without data, the reader blocks there
         os.killpg(run.pid, signal.SIGKILL)
         os.close(fd)
@@ -111,6 +108,7 @@ def test_kill_9_during_aggregation_leaves_nothing_a_rerun_keeps(inputs: list[Pat
         run.wait(timeout=60)
         run.stderr.close()
     assert run.returncode == -signal.SIGKILL
+    assert debris(out) == [".tmp"]  # the killed run's scratch folder, its lock free
     metadata.unlink()
     metadata.write_bytes(saved)
     rerun = dcmweb("convert", last, "-d", out, "-q", "-j", "1")

@@ -9,8 +9,10 @@ commits, so the last aggregation of a study sees every instance any run committe
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import IO
 
 import pluggy
 
@@ -28,14 +30,47 @@ Json = qido.Json
 _RELATIVE_URI = re.compile(rb'"BulkDataURI":"(?![A-Za-z][A-Za-z0-9+.-]*:)')
 
 
-@dataclass
+#: documents and records of the study being aggregated are held in memory up to this
+#: size, then in a temporary file
+SPOOL_IN_MEMORY = 8 << 20
+
+
+@dataclass(slots=True)
 class InstanceEntry:
-    """What aggregation keeps of an instance between its passes: its sort key only, so
-    memory does not grow with the size of a series; the metadata is read again when the
-    series files are written."""
+    """What aggregation keeps of an instance between its passes: its sort key and where
+    its document and QIDO record are in the study's spool, so memory does not grow with
+    the size of a series and each instance's metadata is read and parsed once."""
 
     sop: str
     sort_key: tuple[float, str]
+    #: offset of the document in the spool, its length, then the record's length
+    offset: int = 0
+    document: int = 0
+    record: int = 0
+
+
+class _Spool:
+    """The documents and QIDO records of one study's instances, in the order they were
+    read (a SpooledTemporaryFile: memory while small), read back in the order written."""
+
+    def __init__(self) -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)
+        self.end = 0
+
+    def add(self, entry: InstanceEntry, document: bytes, record: bytes) -> None:
+        self.file.seek(self.end)
+        self.file.write(document)
+        self.file.write(record)
+        entry.offset, entry.document, entry.record = self.end, len(document), len(record)
+        self.end += len(document) + len(record)
+
+    def get(self, entry: InstanceEntry) -> tuple[bytes, bytes]:
+        self.file.seek(entry.offset)
+        data = self.file.read(entry.document + entry.record)
+        return data[:entry.document], data[entry.document:]
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def rebase_uris(document: bytes, prefix: str) -> bytes:
@@ -56,9 +91,11 @@ class Aggregator:
         self.base_url = base_url
         self.failures = failures if failures is not None else PluginFailures()
 
-    def scan_series(self, study: str, series: str) -> tuple[list[InstanceEntry], Json | None]:
+    def scan_series(self, study: str, series: str, spool: _Spool | None = None
+                    ) -> tuple[list[InstanceEntry], Json | None]:
         """Every instance of a series, sorted by Instance Number then SOP Instance UID, and
-        the QIDO summary of the first one (None when the series has no instance)."""
+        the QIDO summary of the first one (None when the series has no instance). With a
+        `spool`, each instance's document and QIDO record go there for the writing pass."""
         found = []
         first: tuple[tuple[float, str], Json] | None = None
         for sop in self.reader.instances(study, series):
@@ -69,17 +106,20 @@ class Aggregator:
             entry = InstanceEntry(sop, qido.instance_sort_key(parsed))
             if first is None or entry.sort_key < first[0]:
                 first = (entry.sort_key, qido.summary(parsed))
+            if spool is not None:
+                spool.add(entry, data, jsonio.dumps(qido.instance_record(parsed,
+                                                                         self.base_url)))
             found.append(entry)
         found.sort(key=lambda entry: entry.sort_key)
         return found, None if first is None else first[1]
 
     def _write_series(self, study: str, series: str, entries: list[InstanceEntry],
-                      study_documents: publish.ResourceStream,
+                      spool: _Spool, study_documents: publish.ResourceStream,
                       study_index: publish.ResourceStream, separator: bytes) -> bytes:
         """Stream the series metadata array and the QIDO instance list side by side, one
         instance at a time, and the same documents and records into the study's metadata
-        array and instance list, so each instance file is read once here. Returns the
-        separator for the study's next item."""
+        array and instance list, from the spool the scan filled (each instance file was
+        read once, by the scan). Returns the separator for the study's next item."""
         uids = {"study": study, "series": series}
         with resource_writer(self.store, "series_metadata", self.gzip, **uids) as documents, \
                 resource_writer(self.store, "instances", self.gzip, **uids) as index:
@@ -87,14 +127,11 @@ class Aggregator:
             index.write(b"[")
             written = False
             for entry in entries:
-                data = self.reader.instance_document(study, series, entry.sop)
-                if data is None:
-                    continue
+                data, record = spool.get(entry)
                 comma = b"," if written else b""
                 documents.write(comma + rebase_uris(data, f"instances/{entry.sop}/"))
-                record = qido.instance_record(jsonio.loads(data), self.base_url)
-                index.write(comma + jsonio.dumps(record))
-                study_index.write(separator + jsonio.dumps(record))
+                index.write(comma + record)
+                study_index.write(separator + record)
                 study_documents.write(separator + rebase_uris(
                     data, f"series/{series}/instances/{entry.sop}/"))
                 written, separator = True, b","
@@ -104,9 +141,16 @@ class Aggregator:
 
     def update_study(self, study: str) -> Json | None:
         """Rewrite a study's series/study metadata and QIDO files; returns its QIDO record."""
+        spool = _Spool()
+        try:
+            return self._update_study(study, spool)
+        finally:
+            spool.close()
+
+    def _update_study(self, study: str, spool: _Spool) -> Json | None:
         series_list: list[tuple[Json, str, list[InstanceEntry], Json]] = []
         for series in self.reader.series(study):
-            entries, first = self.scan_series(study, series)
+            entries, first = self.scan_series(study, series, spool)
             if first is not None:
                 series_list.append((qido.series_record(first, len(entries), self.base_url),
                                     series, entries, first))
@@ -121,8 +165,8 @@ class Aggregator:
             study_index.write(b"[")
             separator = b""
             for _, series, entries, _ in series_list:
-                separator = self._write_series(study, series, entries, study_documents,
-                                               study_index, separator)
+                separator = self._write_series(study, series, entries, spool,
+                                               study_documents, study_index, separator)
             study_documents.write(b"]")
             study_index.write(b"]")
         series_records = [item[0] for item in series_list]

@@ -123,7 +123,7 @@ class InstanceConverter:
                 staged = self._stage(source, fp, staging, result, cleanup)
             if staged is not None:
                 result.status = "converted"
-                result.staging = staged.path
+                result.staging, result.staged_files = staged.path, staged.file_count
         except (ConversionError, InvalidUIDError) as exc:
             result.reason = str(exc)
         except NotImplementedError as exc:  # pydicom converting a value of an unknown VR

@@ -38,6 +38,8 @@ class InstanceResult:
     seconds: float = 0.0
     #: the staged folder (a path in the run's staging area) of a converted instance
     staging: str | None = None
+    #: how many files the staged folder holds (`StagedInstance.file_count`; None: unknown)
+    staged_files: int | None = None
     #: or, from a Dask worker writing into an object store: what it staged there
     uploads: StagedObjects | None = None
     warnings: list[str] = field(default_factory=list)

@@ -7,7 +7,9 @@
 - Every instance folder appears by one rename of its staged folder (staged in the same
   scratch folder).
 - No symbolic link below the root is followed (lstat of each folder component, temp
-  files opened with O_NOFOLLOW | O_EXCL); the root itself may be a link.
+  files opened with O_NOFOLLOW | O_EXCL; the folder instances are committed into is
+  opened one component at a time with O_NOFOLLOW and checked before each use, see
+  `_ParentFolders`); the root itself may be a link.
 - Aggregation is serialised between runs with `flock` on `DIR/.dcmweb.lock`.
 """
 
@@ -21,6 +23,7 @@ import os
 import shutil
 import stat
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +43,84 @@ LOCK_NAME = ".dcmweb.lock"
 def _refuse_link(path: str) -> None:
     raise TreeLinkError(errno.ELOOP, "symbolic link inside the output tree, not followed",
                         path)
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_child(folder_fd: int, part: str, path: str) -> int:
+    """Folder `part` of the open folder `folder_fd` (whose path is `path`'s parent), never
+    through a link: O_NOFOLLOW, and a link or a file there is refused as `folders` does."""
+    try:
+        return os.open(part, _FOLDER_FLAGS, dir_fd=folder_fd)
+    except NotADirectoryError:  # a link (O_NOFOLLOW with O_DIRECTORY) or a file
+        if stat.S_ISLNK(os.lstat(part, dir_fd=folder_fd).st_mode):
+            _refuse_link(path)
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", path) from None
+
+
+def open_folder(root: str, name: str) -> int:
+    """A descriptor of folder `name` below `root` (the root may be a link), made where
+    missing, opened one component at a time from the root's descriptor: no link below the
+    root is followed, and none swapped in later can redirect what is done through it."""
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    path = root
+    try:
+        for part in [p for p in name.split("/") if p]:
+            path = os.path.join(path, part)
+            try:
+                child = _open_child(fd, part, path)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+                    os.mkdir(part, dir_fd=fd)
+                child = _open_child(fd, part, path)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _ParentFolders:
+    """The open folders instances are committed into, by name (`studies/<st>/series/<se>/
+    instances`): a few at a time, since a run's inputs come series by series. Before each
+    use two stats check that the folder is still where it was opened: its path leads to
+    it (nothing put in its place), and its real parents lead up to the root (it was not
+    moved out of the tree, whatever link was left behind). Otherwise it is opened again
+    from the root, which refuses a link on the way: an instance lands at its URL, inside
+    the tree, or its commit fails."""
+
+    KEEP = 8
+
+    def __init__(self) -> None:
+        #: name -> (descriptor, its (st_dev, st_ino), the root's when it was opened)
+        self._open: dict[str, tuple[int, tuple[int, int], tuple[int, int]]] = {}
+
+    def get(self, store: LocalStore, name: str) -> int:
+        held = self._open.get(name)
+        if held is not None:
+            fd, identity, root = held
+            up = "/".join([".."] * name.count("/")) + "/.."
+            try:
+                here, top = os.stat(store.path(name)), os.stat(up, dir_fd=fd)
+                if (here.st_dev, here.st_ino) == identity and (top.st_dev, top.st_ino) == root:
+                    return fd
+            except OSError:
+                pass
+            os.close(self._open.pop(name)[0])
+        root_path = store.path("")
+        fd = open_folder(root_path, name)
+        here, top = os.fstat(fd), os.stat(root_path)
+        while len(self._open) >= self.KEEP:
+            os.close(self._open.pop(next(iter(self._open)))[0])
+        self._open[name] = (fd, (here.st_dev, here.st_ino), (top.st_dev, top.st_ino))
+        return fd
+
+    def close(self) -> None:
+        while self._open:
+            os.close(self._open.popitem()[1][0])
 
 
 def _create(path: str) -> BinaryIO:
@@ -111,6 +192,8 @@ class LocalStore:
         self._depth = 0
         self._counter = itertools.count()
         self.counts = WriteCounts()
+        self._parents = _ParentFolders()  # closed with the session, or with the store
+        weakref.finalize(self, self._parents.close)
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -178,6 +261,7 @@ class LocalStore:
             yield StagingArea(folder)
         finally:
             self._scratch = None
+            self._parents.close()
             shutil.rmtree(folder, ignore_errors=True)
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -288,23 +372,34 @@ class LocalStore:
         renamed aside and removed after, so no stale frame or bulk file of it survives and
         a reader never sees a half-written folder.
 
-        Runs in the parent once per file, beside the workers: plain string paths keep it
-        to a few system calls; one lstat per folder below the root makes sure no link in
-        the tree leads the instance out of it."""
+        Runs in the parent once per file, beside the workers, so a new instance costs two
+        system calls: the folder it goes into (`studies/<st>/series/<se>/instances`) is
+        opened once per series, component by component without following a link
+        (`_ParentFolders`), and each commit checks that its path still leads to that folder
+        (a link or a folder swapped in meanwhile: opened again, and refused) and renames
+        into it by descriptor. The files are counted as the worker staged them."""
+        parent, _, name = folder.rpartition("/")
+        fd = self._parents.get(self, parent)
+        try:
+            os.rename(staged.path, name, dst_dir_fd=fd)  # the common case: a new instance
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise
+        else:
+            self.counts.written += staged.file_count if staged.file_count is not None else \
+                sum(len(files) for _, _, files in os.walk(self.path(folder)))
+            return
+        self._replace_instance(staged, folder)
+
+    def _replace_instance(self, staged: StagedInstance, folder: str) -> None:
+        """An instance folder already there (or something else by its name): checked by
+        path, the old folder renamed aside, the staged one in, the old one removed."""
         final = self.path(folder)
         self.folders(folder.rpartition("/")[0])
         if os.path.islink(final):
             _refuse_link(final)
-        if not os.path.lexists(final):
-            try:
-                os.rename(staged.path, final)  # the common case: a new instance
-                self.counts.written += sum(len(files) for _, _, files in os.walk(final))
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
         old: str | None = None
-        if os.path.exists(final):
+        if os.path.lexists(final):
             self._keep_unchanged(staged, final)
             old = staged.path + ".replaced"
             os.rename(final, old)
@@ -313,6 +408,8 @@ class LocalStore:
             _keep_result_folders(old, final)
             self.counts.removed += _count_gone(old, final)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            self.counts.written += sum(len(files) for _, _, files in os.walk(final))
 
     def _keep_unchanged(self, staged: StagedInstance, final: str) -> None:
         """Before an instance folder is replaced: each staged file equal to the stored one

@@ -33,11 +33,15 @@ FOLDER_LOCK = ".alive"
 _COPY_BLOCK = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass
 class StagedInstance:
     """One instance's files being written, in a folder of the run's staging area."""
 
     path: str
+    #: how many files the folder holds, counted as they are made and removed here, so a
+    #: commit need not walk the folder to count what it published; None: not known (a
+    #: folder named only by its path)
+    file_count: int | None = None
 
     def open(self, name: str) -> BinaryIO:
         """A new file `name` (may contain `/`) for writing, unbuffered: the kernel copies
@@ -46,7 +50,10 @@ class StagedInstance:
         folder = os.path.dirname(target)
         if folder != self.path:
             os.makedirs(folder, exist_ok=True)
-        return open(target, "xb", buffering=0)
+        made = open(target, "xb", buffering=0)
+        if self.file_count is not None:
+            self.file_count += 1
+        return made
 
     def put(self, name: str, data: bytes) -> int:
         with self.open(name) as out:
@@ -74,14 +81,21 @@ class StagedInstance:
     def remove_file(self, name: str) -> None:
         """Remove staged file `name` (a part given up: a rendered image, a part10 file)."""
         os.remove(os.path.join(self.path, name))
+        if self.file_count is not None:
+            self.file_count -= 1
 
     def remove_folder(self, name: str) -> None:
-        shutil.rmtree(os.path.join(self.path, name))
+        folder = os.path.join(self.path, name)
+        if self.file_count is not None:
+            self.file_count -= sum(len(files) for _, _, files in os.walk(folder))
+        shutil.rmtree(folder)
 
     def clear(self) -> None:
         """Start again with an empty folder (a rewrite with every payload checked)."""
         shutil.rmtree(self.path)
         os.mkdir(self.path)
+        if self.file_count is not None:
+            self.file_count = 0
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -99,7 +113,7 @@ class StagingArea:
         path = os.path.join(self.path, f"{label}.{os.getpid()}.{time.monotonic_ns()}."
                                        f"{next(_STAGED)}")
         os.makedirs(path)
-        return StagedInstance(path)
+        return StagedInstance(path, 0)
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> StagingArea:

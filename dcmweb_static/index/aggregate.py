@@ -31,8 +31,9 @@ _RELATIVE_URI = re.compile(rb'"BulkDataURI":"(?![A-Za-z][A-Za-z0-9+.-]*:)')
 
 
 #: documents and records of the study being aggregated are held in memory up to this
-#: size, then in a temporary file
-SPOOL_IN_MEMORY = 8 << 20
+#: size, then in a temporary file (at 8 MiB, the parent's peak RSS grew by 6 MiB from
+#: 1,000 to 5,000 files in one series: memory must stay flat with the size of a study)
+SPOOL_IN_MEMORY = 1 << 20
 
 
 @dataclass(slots=True)

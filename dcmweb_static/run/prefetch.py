@@ -7,16 +7,18 @@ one `cat`, 550 MB/s for eight). `posix_fadvise(WILLNEED)` queues the reads of th
 task at once and returns: the disk works while the CPU converts, and the kernel reads
 into the page cache that the worker's own reads then find.
 
-Only regular files are opened (the name is checked first, as `open_regular` does, so a
-FIFO's writer never sees a reader); anything that fails is left to the conversion,
-which reports it. Without `posix_fadvise` (not Linux) this does nothing.
+Files are opened as the conversion opens them (`open_regular`: regular files only, the
+name checked before it is opened, so a FIFO's writer never sees a reader); anything that
+fails is left to the conversion, which reports it. Without `posix_fadvise` (not Linux)
+this does nothing.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable
+
+from .inputs import open_regular
 
 #: read ahead at most this much of one file: all of a usual instance, the start of a big
 #: one (whose own sequential reads the kernel then reads ahead of)
@@ -39,18 +41,12 @@ def prefetch(paths: Iterable[str | os.PathLike[str]], task_bytes: int = TASK_BYT
         if isinstance(path, str) and "://" in path:
             continue  # an object store input: nothing local to read ahead
         try:
-            info = os.stat(path)
-            if not stat.S_ISREG(info.st_mode) or not info.st_size:
-                continue
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, ValueError):
+            with open_regular(path) as stream:
+                size = os.fstat(stream.fileno()).st_size
+                if size:  # (a length of 0 would mean "to the end")
+                    length = min(size, FILE_BYTES, task_bytes - asked)
+                    os.posix_fadvise(stream.fileno(), 0, length, _WILLNEED)
+                    asked += length
+        except (OSError, ValueError):  # not a regular file (NotRegularFile), gone, bad name
             continue
-        try:
-            length = min(info.st_size, FILE_BYTES, task_bytes - asked)
-            os.posix_fadvise(fd, 0, length, _WILLNEED)
-            asked += length
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
     return asked

@@ -31,7 +31,14 @@ from typing import BinaryIO
 
 from ..errors import TreeLinkError
 from .base import NO_HEADERS, Headers, Layout, StagedObject, WriteCounts
-from .staging import FOLDER_LOCK, StagedInstance, StagingArea, lock_is_free, lock_then_name
+from .staging import (
+    FOLDER_LOCK,
+    StagedInstance,
+    StagingArea,
+    count_files,
+    lock_is_free,
+    lock_then_name,
+)
 
 SCRATCH_DIR = ".tmp"
 SCRATCH_LOCK = FOLDER_LOCK  # a run's scratch folder is locked as any own folder
@@ -339,7 +346,7 @@ class LocalStore:
             if os.path.islink(path):
                 os.unlink(path)
             else:
-                self.counts.removed += sum(len(files) for _, _, files in os.walk(path))
+                self.counts.removed += count_files(path)
                 shutil.rmtree(path)
 
     @contextmanager
@@ -387,7 +394,7 @@ class LocalStore:
                 raise
         else:
             self.counts.written += staged.file_count if staged.file_count is not None else \
-                sum(len(files) for _, _, files in os.walk(self.path(folder)))
+                count_files(self.path(folder))
             return
         self._replace_instance(staged, folder)
 
@@ -409,7 +416,7 @@ class LocalStore:
             self.counts.removed += _count_gone(old, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            self.counts.written += sum(len(files) for _, _, files in os.walk(final))
+            self.counts.written += count_files(final)
 
     def _keep_unchanged(self, staged: StagedInstance, final: str) -> None:
         """Before an instance folder is replaced: each staged file equal to the stored one

@@ -33,6 +33,11 @@ FOLDER_LOCK = ".alive"
 _COPY_BLOCK = 1 << 20
 
 
+def count_files(folder: str) -> int:
+    """How many files the tree below `folder` holds (what a commit, a removal counts)."""
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
 @dataclass
 class StagedInstance:
     """One instance's files being written, in a folder of the run's staging area."""
@@ -87,7 +92,7 @@ class StagedInstance:
     def remove_folder(self, name: str) -> None:
         folder = os.path.join(self.path, name)
         if self.file_count is not None:
-            self.file_count -= sum(len(files) for _, _, files in os.walk(folder))
+            self.file_count -= count_files(folder)
         shutil.rmtree(folder)
 
     def clear(self) -> None:

@@ -60,8 +60,6 @@ def _recorded(read):
 
 
 def _parsed_state(opener, defer: int, raw_walk: bool = True) -> tuple:
-    parse._encoding_of.cache_clear()  # its first call for a syntax may warn: both runs do
-
     def read():
         with opener() as stream:
             parsed = parse_p10(stream, defer_size=defer, raw_walk=raw_walk)

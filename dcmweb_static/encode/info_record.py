@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydicom.dataset import Dataset
 
 from .. import __version__
 from ..p10.frames import Frame, FrameLayout
 from ..p10.parse import ParsedP10
 from ..pathnames import path_fields
 from .multipart import BOUNDARY
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 def undefined_length_paths(ds: Dataset, path: str = "") -> list[str]:

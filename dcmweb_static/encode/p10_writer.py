@@ -21,20 +21,16 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
-from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-from pydicom.values import convert_value
 
 from .. import __version__
 from .kept_header import DEFLATED_NAME, HEADER_NAME
 from .multipart import BOUNDARY, COPY_BLOCK, PART_FOOTER, exact_chunks
+
+if TYPE_CHECKING:  # pydicom is imported where a transformed instance is encoded anew:
+    # splicing a kept header (the common rebuild) needs none of it
+    from pydicom.filebase import DicomBytesIO
 
 AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
 EXTENDED_OFFSET_TABLE = 0x7FE00001
@@ -228,6 +224,8 @@ class _Published:
     """Writes one transformed instance; `info` says the transfer syntax and frames."""
 
     def __init__(self, folder: Path, info: dict[str, Any], document: dict[str, Any]) -> None:
+        from pydicom.dataset import Dataset
+
         self.folder = folder
         self.info = info
         self.deflated = bool(info.get("deflated"))
@@ -255,6 +253,10 @@ class _Published:
 
     def _nested_bulk(self, tag: str, vr: str, uri: str) -> Any:
         """A bulk value inside a sequence: read whole (as the converter held it)."""
+        from pydicom.dataelem import RawDataElement
+        from pydicom.tag import Tag
+        from pydicom.values import convert_value
+
         name = resource_of(uri)
         data = b"".join(self.payloads.read(name))
         if vr in _BINARY_VRS:
@@ -263,6 +265,11 @@ class _Published:
         return convert_value(vr, raw, self.encodings)
 
     def file_meta(self) -> bytes:
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+        from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = self.ds.get("SOPClassUID", "")
         meta.MediaStorageSOPInstanceUID = self.ds.get("SOPInstanceUID", "")
@@ -286,6 +293,10 @@ class _Published:
             self.payloads.close()
 
     def _data_set(self) -> Iterator[bytes]:
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_data_element
+        from pydicom.tag import Tag
+
         frames = self._frame_lengths()
         if frames is not None and self.pixel.get("undefined_length"):
             self._extended_offset_table(frames)
@@ -405,6 +416,8 @@ class _Published:
 
 
 def _like(fp: DicomBytesIO) -> DicomBytesIO:
+    from pydicom.filebase import DicomBytesIO
+
     new = DicomBytesIO()
     new.is_little_endian, new.is_implicit_VR = fp.is_little_endian, fp.is_implicit_VR
     return new

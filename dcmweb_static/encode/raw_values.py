@@ -16,8 +16,6 @@ import struct
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from pydicom.datadict import dictionary_VR
-
 NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
                 "SV": "q", "UV": "Q"}
 _SIZES = {vr: struct.calcsize("<" + code) for vr, code in NUMBER_CODES.items()}  # standard sizes
@@ -41,6 +39,9 @@ def dictionary_vr(tag: int) -> str | None:
     """The dictionary VR of a public tag, or None where pydicom must decide."""
     if (tag >> 16) & 1:
         return None  # private: the VR depends on the private creator
+    from pydicom.datadict import dictionary_VR  # implicit VR files only: a plain explicit
+    # VR file never needs the dictionary (nor pydicom)
+
     try:
         vr = dictionary_VR(tag)
     except KeyError:

@@ -8,8 +8,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-
 from ..errors import QueryError
 
 Json = dict[str, Any]
@@ -21,6 +19,9 @@ PAGING = {"limit", "offset", "includefield", "fuzzymatching"}
 def _tag_key(name: str) -> str:
     if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
         return name.upper()
+    from pydicom.datadict import tag_for_keyword  # a query by keyword (serving): not an
+    # import for every process that aggregates a tree
+
     tag = tag_for_keyword(name)
     if tag is None:
         raise QueryError(f"unknown attribute {name!r}")

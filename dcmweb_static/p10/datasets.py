@@ -7,16 +7,21 @@ import functools
 import re
 import struct
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
+from .plain import PlainDataset, plain_encodings
+from .raw_walk import PlainElement
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import BaseTag
 
 
 def element_vr(ds: Dataset, tag: int) -> str:
     """The VR of an element as stored, or from the dictionary (implicit VR files)."""
+    from pydicom.datadict import dictionary_VR
+
     element = ds.get_item(tag, keep_deferred=True)
     vr = getattr(element, "VR", None)
     if vr:
@@ -55,19 +60,42 @@ _CS_BYTES = re.compile(rb"[A-Z0-9_]+ ?")
 _US = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 
 
+#: (tag, dictionary VR) of the keywords a conversion reads, so a plain file needs no
+#: dictionary (a test holds them equal to pydicom's)
+KEYWORDS = {
+    "MediaStorageSOPClassUID": (0x00020002, "UI"),
+    "TransferSyntaxUID": (0x00020010, "UI"),
+    "SOPInstanceUID": (0x00080018, "UI"),
+    "StudyInstanceUID": (0x0020000D, "UI"),
+    "SeriesInstanceUID": (0x0020000E, "UI"),
+    "SamplesPerPixel": (0x00280002, "US"),
+    "PhotometricInterpretation": (0x00280004, "CS"),
+    "NumberOfFrames": (0x00280008, "IS"),
+    "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"),
+    "BitsAllocated": (0x00280100, "US"),
+}
+
+
 @functools.lru_cache(maxsize=64)
 def _keyword(keyword: str) -> tuple[int, str]:
     """(tag, dictionary VR) of a keyword: two dictionary lookups, once per keyword; an
     unknown keyword matches no element (-1), so `Dataset.get` answers for it."""
+    known = KEYWORDS.get(keyword)
+    if known is not None:
+        return known
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
     tag = tag_for_keyword(keyword)
     return (-1, "") if tag is None else (tag, dictionary_VR(tag))
 
 
-def _raw(ds: Dataset, tag: int, vr: str) -> RawDataElement | None:
+def _raw(ds: Dataset | PlainDataset, tag: int, vr: str) -> RawDataElement | PlainElement | None:
     """The element as read, when it holds its whole value and has `vr` (or none: an
-    implicit VR file, whose VR is the dictionary's, `vr` for the tags used here)."""
-    raw = ds._dict.get(tag)  # type: ignore[attr-defined]
-    if type(raw) is not RawDataElement or raw.value is None or raw.VR not in (vr, None) \
+    implicit VR file, whose VR is the dictionary's, `vr` for the tags used here). A
+    value pydicom has converted is a DataElement, not a raw element (a tuple)."""
+    raw = ds._dict.get(tag)  # type: ignore[union-attr]
+    if not isinstance(raw, tuple) or raw.value is None or raw.VR not in (vr, None) \
             or raw.length != len(raw.value):
         return None
     return raw
@@ -76,12 +104,13 @@ def _raw(ds: Dataset, tag: int, vr: str) -> RawDataElement | None:
 def uid_value(ds: Dataset, keyword: str) -> object:
     """`ds.get(keyword)` of a UI attribute: a valid UID as `str` (trailing NUL/space
     padding removed, as pydicom does), else pydicom's value."""
-    raw = _raw(ds, _keyword(keyword)[0], "UI")
+    tag = _keyword(keyword)[0]
+    raw = _raw(ds, tag, "UI")
     if raw is not None and raw.length <= 64:  # longer: pydicom warns, so it decides
         value = raw.value.rstrip(b"\0 ")
         if _UID_BYTES.fullmatch(value):
             return value.decode("ascii")
-    return ds.get(keyword)
+    return _get(ds, tag, keyword, None)
 
 
 def int_value(ds: Dataset, keyword: str, default: int | None = None) -> object:
@@ -94,26 +123,40 @@ def int_value(ds: Dataset, keyword: str, default: int | None = None) -> object:
             return _US[raw.is_little_endian].unpack(raw.value)[0]
         if vr == "IS" and raw.length <= 12 and (digits := _IS_BYTES.fullmatch(raw.value)):
             return int(digits.group(1))
-    return ds.get(keyword, default)
+    return _get(ds, tag, keyword, default)
 
 
 def code_value(ds: Dataset, keyword: str, default: str = "") -> object:
     """`ds.get(keyword, default)` of a single-valued CS attribute, as `str` without its
     padding, else pydicom's value."""
-    raw = _raw(ds, _keyword(keyword)[0], "CS")
+    tag = _keyword(keyword)[0]
+    raw = _raw(ds, tag, "CS")
     if raw is not None and raw.length <= 16 and _CS_BYTES.fullmatch(raw.value):
         return raw.value.rstrip(b" ").decode("ascii")
+    return _get(ds, tag, keyword, default)
+
+
+def _get(ds: Dataset | PlainDataset, tag: int, keyword: str, default: object) -> object:
+    """`ds.get(keyword, default)`: `default` for an element the data set does not hold
+    (what pydicom answers, and all a `PlainDataset` can), else pydicom's value."""
+    if tag not in ds._dict:  # type: ignore[union-attr]
+        return default
     return ds.get(keyword, default)
 
 
 _CHARSET_BYTES = re.compile(rb"[A-Z0-9_][A-Z0-9_ ]*")
 
 
-def character_set(ds: Dataset) -> str | list[str]:
+def character_set(ds: Dataset | PlainDataset) -> str | list[str]:
     """`ds._character_set` (the Python codecs of Specific Character Set) with a single
     raw value decoded here, so the element stays raw; else pydicom's."""
     raw = _raw(ds, 0x00080005, "CS")
     if raw is not None and raw.length <= 16 and _CHARSET_BYTES.fullmatch(raw.value) \
             and (text := raw.value.decode("ascii").rstrip(" ")):
+        known = plain_encodings(raw.value)
+        if known is not None:
+            return known
+        from pydicom.charset import convert_encodings
+
         return convert_encodings(text)
-    return ds._character_set  # type: ignore[attr-defined]
+    return ds._character_set  # type: ignore[union-attr]

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import ConversionError, TruncatedError, UnframeableError
 from .datasets import code_value, int_value
 from .parse import PixelDataElement
 from .transfer_syntax import EXPLICIT_VR_BIG_ENDIAN, TransferSyntax
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: bytes per word of 8-bit samples stored as big endian OW
 SWAP_WORD = 2

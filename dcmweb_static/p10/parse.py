@@ -10,26 +10,27 @@ pydicom's reader internals is kept in this module and `raw_walk`.
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
-from pydicom.uid import UID
-
-from ..errors import ConversionError, NotDicomError, TruncatedError
+from ..errors import ConversionError, InvalidUIDError, NotDicomError, TruncatedError
 from .datasets import uid_value
-from .raw_dataset import detect_transfer_syntax
-from .raw_walk import walk_dataset, walk_file_meta
-from .transfer_syntax import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+from .plain import DEFAULT_ENCODING, NotPlain, PlainDataset, plain_encodings, pydicom_defaults
+from .raw_walk import walk_dataset, walk_file_meta, walk_plain
+from .transfer_syntax import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
 from .uids import check_uid
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 ITEM_TAG = 0xFFFEE000
@@ -76,17 +77,18 @@ class PixelDataElement:
 @dataclass
 class ParsedP10:
     """A parsed P10 stream: pydicom's dataset (top-level Pixel Data left out) plus
-    what a lossless rebuild needs. `stream` stays open for copying frames and bulk data."""
+    what a lossless rebuild needs. `stream` stays open for copying frames and bulk data.
+    A plain file read with `plain=True` has `PlainDataset`s instead (p10/plain.py)."""
 
     stream: BinaryIO
     preamble: bytes
-    file_meta: Dataset
+    file_meta: Dataset | PlainDataset
     file_meta_bytes: bytes
     transfer_syntax_uid: str
     is_implicit_vr: bool
     is_little_endian: bool
     deflated: bool
-    dataset: Dataset
+    dataset: Dataset | PlainDataset
     dataset_offset: int
     pixel_data: PixelDataElement | None
     #: False for a bare data set (no preamble, no group 0002): its syntax was detected
@@ -101,21 +103,20 @@ def _stream_size(stream: BinaryIO) -> int:
     return size
 
 
-@functools.lru_cache(maxsize=64)  # a few syntaxes per run; pydicom's UID is dear to build
 def _encoding_of(ts_uid: str) -> tuple[bool, bool]:
     """(implicit VR, little endian) for a transfer syntax; unknown ones are explicit VR
-    little endian, as PS3.5 10 requires of every syntax but the two classic ones."""
-    uid = UID(ts_uid)
-    if uid.is_transfer_syntax:
-        return uid.is_implicit_VR, uid.is_little_endian
-    return False, True
+    little endian, as PS3.5 10 requires of every syntax but the two classic ones (what
+    pydicom's `UID(ts_uid).is_implicit_VR` / `is_little_endian` give for each syntax it
+    knows: a test holds the two equal)."""
+    return ts_uid == IMPLICIT_VR_LITTLE_ENDIAN, ts_uid != EXPLICIT_VR_BIG_ENDIAN
 
 
 def parse_p10(stream: BinaryIO, *, defer_size: int,
               spool: Callable[[], BinaryIO] = tempfile.TemporaryFile,
               max_inflated_size: int = MAX_INFLATED_SIZE,
               inspect: Callable[[bytes], None] | None = None,
-              raw_walk: bool = True, size: int | None = None) -> ParsedP10:
+              raw_walk: bool = True, size: int | None = None, plain: bool = False
+              ) -> ParsedP10:
     """Parse `stream` (positioned at 0). Values over `defer_size` bytes stay unread.
 
     A deflated data set is inflated into an unnamed temporary file made by `spool` (the
@@ -126,17 +127,29 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     ConversionError (an InvalidUIDError for a malformed Transfer Syntax UID) with a
     one-line reason. `raw_walk=False` reads everything with pydicom's reader (what the
     walk is compared with and timed against). `size`: the stream's size when the caller
-    knows it already (three `lseek`s fewer).
+    knows it already (three `lseek`s fewer). `plain=True`: a plain file (p10/plain.py) is
+    read without pydicom into `PlainDataset`s; any other file as without it.
     """
     if size is None:
         size = _stream_size(stream)
     if size == 0:
         raise NotDicomError("empty file (0 bytes)")
+    if plain:
+        parsed = _parse_plain(stream, size, defer_size)
+        if parsed is not None:
+            return parsed
+        stream.seek(0)
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
     try:
         preamble = read_preamble(stream, force=False) or b""
     except InvalidDicomError:
         preamble = None
     if preamble is None:  # no File Meta header: a bare data set, its syntax told as dcmtk does
+        from .raw_dataset import detect_transfer_syntax
+
         stream.seek(0)
         ts_value = detect_transfer_syntax(stream.read(8))
         if ts_value is None:
@@ -199,6 +212,71 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
         pixel_data=pixel,
         file_meta_present=file_meta_present,
     )
+
+
+#: the bytes before the file meta information: the preamble and "DICM"
+_PREFIX = 132
+_META_GROUP_LENGTH = 0x00020000
+_LE_LONG = struct.Struct("<L")
+
+
+def _parse_plain(stream: BinaryIO, size: int, defer_size: int) -> ParsedP10 | None:
+    """`parse_p10` of a plain file without pydicom (p10/plain.py): what the general
+    path gives, with `PlainDataset`s; None when the file is not plain (then the general
+    path reads it from the start, and words any error)."""
+    if not pydicom_defaults():
+        return None
+    head = stream.read(_PREFIX)
+    if len(head) != _PREFIX or head[128:] != b"DICM":
+        return None
+    meta = walk_plain(stream, size, False, None, meta=True)
+    if meta is None or min(meta.elements, default=None) != _META_GROUP_LENGTH:
+        return None
+    group_length = meta.elements[_META_GROUP_LENGTH]
+    # pydicom logs a group length that is not the group's: its words, its path
+    if group_length.VR != "UL" or group_length.length != 4 \
+            or _LE_LONG.unpack(group_length.value)[0] != meta.stop - _PREFIX - 12:
+        return None
+    file_meta = PlainDataset(meta.elements, DEFAULT_ENCODING, False)
+    try:
+        ts_value = uid_value(file_meta, "TransferSyntaxUID")
+        ts_uid = check_uid(ts_value, "Transfer Syntax UID")
+    except (NotPlain, InvalidUIDError):
+        return None
+    implicit, little = _encoding_of(ts_uid)
+    if not little or ts_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return None
+    dataset_offset = meta.stop
+    stream.seek(128)
+    file_meta_bytes = stream.read(dataset_offset - 128)
+    body = walk_plain(stream, size, implicit, defer_size)
+    if body is None:
+        return None
+    elements, charsets = body.elements, body.charsets
+    pixel = None
+    if body.stop < size:  # at the top-level Pixel Data
+        try:
+            pixel = _read_pixel_data_element(stream, size, implicit, little)
+        except ConversionError:
+            return None
+        if stream.tell() < size:
+            trailing = walk_plain(stream, size, implicit, defer_size)
+            if trailing is None or trailing.stop != size:
+                return None
+            elements.update(trailing.elements)
+            charsets = charsets + trailing.charsets
+    encodings: str | list[str] = DEFAULT_ENCODING
+    if charsets:  # each value met must be one the table knows: pydicom warns of others
+        known = [plain_encodings(value) for value in charsets]
+        if None in known or 0x00080005 not in elements:
+            return None
+        encodings = plain_encodings(elements[0x00080005].value) or DEFAULT_ENCODING
+    return ParsedP10(
+        stream=stream, preamble=head[:128], file_meta=file_meta,
+        file_meta_bytes=file_meta_bytes, transfer_syntax_uid=ts_uid,
+        is_implicit_vr=implicit, is_little_endian=True, deflated=False,
+        dataset=PlainDataset(elements, encodings, implicit), dataset_offset=dataset_offset,
+        pixel_data=pixel, file_meta_present=True)
 
 
 def _read_body(source: BinaryIO, size: int, is_implicit: bool, is_little: bool,
@@ -323,6 +401,8 @@ def _read_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
     the common syntaxes (`raw_walk`: what pydicom would build, in a few reads; it
     declines a value past the end), else pydicom's read_dataset; whatever it raises
     becomes one reason in words here."""
+    from pydicom.filereader import read_dataset
+
     walked = walk_dataset(stream, size, implicit, little, defer_size) if raw_walk else None
     if walked is not None:  # it ends at Pixel Data or exactly at the end: no partial header
         return walked, True

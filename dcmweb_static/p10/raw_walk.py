@@ -17,28 +17,54 @@ truncations and mutants.
 
 from __future__ import annotations
 
+import functools
+import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
-from pydicom import config
-from pydicom.charset import convert_encodings, default_encoding
-from pydicom.config import logger
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.tag import BaseTag
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
-from pydicom.values import convert_string
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset, FileMetaDataset
 
 #: bytes read at once for a data set: a typical header (1–10 KB) is one to three reads
 HEADER_READ = 4096
 #: bytes read at once for the file meta information (typically 150–250 bytes)
 META_READ = 512
-#: the encoded 2-letter VRs pydicom knows → (the VR as pydicom reports it, 4-byte length)
+#: the VRs of PS3.5 6.2 (pydicom's `valuerep.VR` two-letter members) whose explicit VR
+#: length has 4 bytes (PS3.5 7.1.2; pydicom's `EXPLICIT_VR_LENGTH_32`); a test holds both
+#: equal to pydicom's, so the walk needs no pydicom import
+LONG_LENGTH_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+SHORT_LENGTH_VRS = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
+#: the encoded 2-letter VRs → (the VR as pydicom reports it, 4-byte length)
 _VRS: dict[bytes, tuple[str, bool]] = {
-    str(vr).encode(): (str(vr), vr in EXPLICIT_VR_LENGTH_32) for vr in VR if len(str(vr)) == 2
+    vr.encode(): (vr, vr in LONG_LENGTH_VRS) for vr in sorted(LONG_LENGTH_VRS | SHORT_LENGTH_VRS)
 }
+#: VRs whose empty raw value pydicom gives as b"" (`empty_value_for_VR(vr, raw=True)`
+#: under its default configuration: SQ, PN and the other text VRs but DS and IS); None
+#: for the others
+_EMPTY_AS_BYTES = frozenset("SQ PN AE AS CS DA DT LO LT SH ST TM UC UI UR UT".split())
+
+
+class PlainElement(NamedTuple):
+    """An element as the walk read it: the fields of pydicom's `RawDataElement`, in its
+    order, without pydicom (a data set read for the common path stays free of it)."""
+
+    tag: int
+    VR: str | None
+    length: int
+    value: bytes | None
+    value_tell: int
+    is_implicit_VR: bool
+    is_little_endian: bool
+    is_raw: bool = True
+    is_buffered: bool = False
+
+
+def plain_empty_value(vr: str | None) -> bytes | None:
+    """`empty_value_for_VR(vr, raw=True)` of pydicom's default configuration."""
+    return b"" if vr in _EMPTY_AS_BYTES else None
 _EXPLICIT = struct.Struct("<HH2sH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _LENGTH_32 = struct.Struct("<L").unpack_from
@@ -55,7 +81,6 @@ _new_raw = tuple.__new__  # RawDataElement is a NamedTuple: built without its __
 #: the RawDataElement fields the walk fills in; another pydicom's (a field more) is not walked
 _FIELDS = ("tag", "VR", "length", "value", "value_tell", "is_implicit_VR", "is_little_endian",
            "is_raw", "is_buffered")
-_USABLE = RawDataElement._fields == _FIELDS
 
 
 @dataclass
@@ -72,6 +97,51 @@ counts = WalkCounts()
 
 class _Declined(Exception):
     """The walk leaves this data set to pydicom."""
+
+
+@dataclass(frozen=True)
+class PlainWalk:
+    """A data set walked without pydicom: its elements by (int) tag, where it stopped,
+    and the values of Specific Character Set met (the caller decides whether it knows
+    them)."""
+
+    elements: dict[int, PlainElement]
+    stop: int
+    charsets: list[bytes]
+
+
+def walk_plain(stream: BinaryIO, size: int, implicit: bool, defer_size: int | None,
+               meta: bool = False) -> PlainWalk | None:
+    """The walk of `walk_dataset` (or of the file meta information: `meta`) into
+    `PlainElement`s, without pydicom: the elements pydicom would read, the stream left
+    where the walk stopped; None, the stream back where it was, when declined."""
+    chunk = META_READ if meta else HEADER_READ
+
+    def read(start: int) -> tuple[PlainWalk, int]:
+        elements, stop, charsets = _walk(stream, start, size, implicit, defer_size,
+                                         meta=meta, chunk=chunk, plain=True)
+        return PlainWalk(elements, stop, charsets), stop
+
+    return _attempt(stream, read)
+
+
+def walk_item(data: bytes, start: int, length: int) -> dict[int, PlainElement] | None:
+    """The elements of one defined-length explicit VR little endian item whose value is
+    `data[start:start + length]` (values read whole), or None when the walk declines it
+    (an undefined length inside, an implicit VR item, a delimiter, a value past its end):
+    the caller reads the sequence another way."""
+    if length == 0:
+        return {}
+    if data[start + 4:start + 6] not in _VRS:
+        return None  # an implicit VR item inside an explicit VR file
+    stream = io.BytesIO(data)
+    stream.seek(start)  # the walk reads on from where the stream is
+    try:
+        elements, stop, _ = _walk(stream, start, start + length, False, None, plain=True,
+                                  item=True)
+    except (_Declined, struct.error):
+        return None
+    return elements if stop == start + length else None
 
 
 def walk_dataset(stream: BinaryIO, size: int, implicit: bool, little: bool,
@@ -119,18 +189,30 @@ def _attempt(stream: BinaryIO, read: Callable[[int], tuple[_Read, int]]) -> _Rea
     return result
 
 
+@functools.cache
+def _fields_match() -> bool:
+    from pydicom.dataelem import RawDataElement
+
+    return RawDataElement._fields == _FIELDS == PlainElement._fields
+
+
 def _usable() -> bool:
     """Not with pydicom's debugging on (its reader logs each element) nor with a pydicom
     whose raw elements have other fields."""
-    return _USABLE and not config.debugging
+    from pydicom import config
+
+    return _fields_match() and not config.debugging
 
 
 def _file_meta(stream: BinaryIO, start: int, size: int) -> tuple[FileMetaDataset, int]:
     """What `_read_file_meta_info` does after its `read_dataset`, step for step: the
     elements it converts on the way (the first, the group length) are converted here
     too, so the result is the same object state."""
+    from pydicom.charset import default_encoding
+    from pydicom.config import logger
+
     elements, stop, _ = _walk(stream, start, size, False, None, meta=True, chunk=META_READ)
-    file_meta = _new_file_meta(elements)
+    file_meta = _new_file_meta()(elements)
     file_meta.set_original_encoding(False, True, default_encoding)
     if not elements:
         return file_meta, stop
@@ -176,19 +258,32 @@ def _plain(value: object) -> bool:
     return value is None or isinstance(value, (bool, int, str))
 
 
-_new_dataset = _maker(Dataset)
-_new_file_meta = _maker(FileMetaDataset)  # its group-2-only check: the walk keeps to group 2
+@functools.cache
+def _new_dataset() -> Callable[[dict], Dataset]:
+    from pydicom.dataset import Dataset
+
+    return _maker(Dataset)
 
 
-def _dataset(elements: dict[BaseTag, RawDataElement], charsets: list[bytes],
-             implicit: bool) -> Dataset:
+@functools.cache
+def _new_file_meta() -> Callable[[dict], Dataset]:
+    from pydicom.dataset import FileMetaDataset
+
+    return _maker(FileMetaDataset)  # its group-2-only check: the walk keeps to group 2
+
+
+def _dataset(elements: dict, charsets: list[bytes], implicit: bool) -> Dataset:
     """The Dataset `read_dataset` makes of the elements, with its original encoding.
     Specific Character Set is decoded as pydicom decodes it: by the element generator as
     it reads each (for the sequences it would read), then once more for the data set;
     here only once the walk is done, so a declined walk has warned of nothing."""
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataelem import convert_raw_data_element
+    from pydicom.values import convert_string
+
     for value in charsets:
         convert_encodings(convert_string(value, True))
-    dataset = _new_dataset(elements)
+    dataset = _new_dataset()(elements)
     encoding: str | list[str] = default_encoding
     if _CHARSET in elements:
         encoding = convert_encodings(convert_raw_data_element(elements[_CHARSET]).value)
@@ -197,11 +292,20 @@ def _dataset(elements: dict[BaseTag, RawDataElement], charsets: list[bytes],
 
 
 def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: int | None,
-          meta: bool = False, chunk: int = HEADER_READ
-          ) -> tuple[dict[BaseTag, RawDataElement], int, list[bytes]]:
+          meta: bool = False, chunk: int = HEADER_READ, plain: bool = False,
+          item: bool = False) -> tuple[dict, int, list[bytes]]:
     """(the elements by tag, the offset the data set stops at, the values of Specific
     Character Set met on the way). Raises _Declined. `meta`: the group 0002 elements, up
-    to the first element of another group. `chunk`: bytes read at once."""
+    to the first element of another group. `chunk`: bytes read at once. `plain`: int
+    tags and `PlainElement`s (no pydicom), else pydicom's `BaseTag`s and
+    `RawDataElement`s. `item`: the elements of an item, Pixel Data among them."""
+    if plain:
+        make_tag, element_type, empty = int, PlainElement, _plain_empty
+    else:
+        from pydicom.dataelem import RawDataElement, empty_value_for_VR
+        from pydicom.tag import BaseTag
+
+        make_tag, element_type, empty = BaseTag, RawDataElement, empty_value_for_VR
     left = size - start
     if 0 < left < 8:
         raise _Declined("a partial element header")
@@ -210,11 +314,11 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
         raise _Declined("the first element's VR contradicts the transfer syntax")
     base = start  # the file offset of buf[0]
     pos = 0  # the element header's index in buf
-    elements: dict[BaseTag, RawDataElement] = {}
+    elements: dict = {}
     charsets: list[bytes] = []  # each Specific Character Set value, in file order
-    empty = empty_value_for_VR
     limit = _NEVER if defer_size is None else defer_size
-    special = frozenset() if meta else _SPECIAL_GROUPS  # meta: group 2 only gets there
+    # meta: group 2 only gets there; an item: Pixel Data is an element like any other
+    special = frozenset() if meta else _DECLINED_GROUPS if item else _SPECIAL_GROUPS
     end = len(buf)
     while True:
         if pos + 12 > end:  # 12: the longest header; near the end of buf, read on
@@ -274,10 +378,14 @@ def _walk(stream: BinaryIO, start: int, size: int, implicit: bool, defer_size: i
             pos = first + length
             if number == _CHARSET:
                 charsets.append(value)
-        tag = BaseTag(number)
-        elements[tag] = _new_raw(RawDataElement,
+        tag = make_tag(number)
+        elements[tag] = _new_raw(element_type,
                                  (tag, vr, length, value, value_tell, implicit, True, True,
                                   False))
+
+
+def _plain_empty(vr: str | None, raw: bool = True) -> bytes | None:
+    return plain_empty_value(vr)
 
 
 def _meta_end(buf: bytes, pos: int, tag: int, encoded_vr: bytes) -> int:

@@ -15,11 +15,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 import pluggy
-from pydicom.dataset import Dataset
 
 from ..encode import dedup, jsonio
 from ..encode.dicom_json import AVAILABLE_TRANSFER_SYNTAX_UID, JsonEncoder
@@ -41,6 +40,7 @@ from ..errors import ConversionError, InvalidUIDError, NotRegularFile, Unframeab
 from ..p10.datasets import int_value, uid_value
 from ..p10.frames import FrameLayout, frame_layout
 from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
+from ..p10.plain import NotPlain
 from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, FRAME_MEDIA_TYPES, lookup
 from ..p10.uids import check_uid
 from ..plugins.api import InstanceView, by_folder
@@ -58,6 +58,9 @@ from .source_scan import (
     scan_mapped,
     scan_source,
 )
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
@@ -102,6 +105,13 @@ class InstanceConverter:
         self.transforms: list[tuple[str, Transform | None]] = [
             (name, registry.get(name)) for name in options.plugins]
         self.buffer = bytearray(COPY_BLOCK)
+        #: try each source as a plain file first (p10/plain.py: no pydicom), unless
+        #: something needs pydicom's Dataset anyway: a transform, the renderer, a plugin
+        #: that sees the instance
+        self.plain = not (options.plugins or options.rendered or options.thumbnails
+                          or plugin_manager.hook.instance_results.get_hookimpls())
+        #: instances converted the plain way and started again with pydicom (tests)
+        self.plain_counts = {"plain": 0, "general": 0}
 
     def convert(self, source: Source, staging: StagingArea) -> InstanceResult:
         """Convert `source` into a new folder of `staging`. Never raises.
@@ -149,7 +159,7 @@ class InstanceConverter:
     def _stage(self, source: Source, fp: BinaryIO, staging: StagingArea,
                result: InstanceResult, cleanup: ExitStack) -> StagedInstance | None:
         """Scan, parse, transform and write one instance; None when it is skipped."""
-        options, buffer = self.options, self.buffer
+        buffer = self.buffer
         clock = _Clock(result.timings)
         size = fp.seek(0, os.SEEK_END)
         fp.seek(0)
@@ -166,11 +176,34 @@ class InstanceConverter:
                 fp.seek(0)
             result.sha256, result.bytes_in, has_delimiter = scanned
             clock.lap("scan")
+        warnings_before = list(result.warnings)
+        if self.plain:
+            try:
+                staged = self._write(source, fp, staging, result, cleanup, size, scan,
+                                     has_delimiter, plain=True)
+                self.plain_counts["plain"] += 1
+                return staged
+            except NotPlain:  # nothing of it kept: the general path from the start
+                fp.seek(0)
+                result.warnings[:] = warnings_before
+        self.plain_counts["general"] += 1
+        return self._write(source, fp, staging, result, cleanup, size, scan, has_delimiter,
+                           plain=False)
+
+    def _write(self, source: Source, fp: BinaryIO, staging: StagingArea,
+               result: InstanceResult, cleanup: ExitStack, size: int,
+               scan: ScanThread | None, has_delimiter: bool, plain: bool
+               ) -> StagedInstance | None:
+        """Parse, transform and write one scanned instance; None when it is skipped.
+        `plain`: read as a plain file (p10/plain.py); raises NotPlain, its staged folder
+        removed, where the file needs pydicom."""
+        options, buffer = self.options, self.buffer
+        clock = _Clock(result.timings)
         defer = max(options.thresholds.public, options.thresholds.private)
         inflated = DelimiterScan()
         parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
                            max_inflated_size=options.max_inflated_size, inspect=inflated.feed,
-                           size=size)
+                           size=size, plain=plain)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
         if str(uid_value(parsed.file_meta, "MediaStorageSOPClassUID") or "") \
                 == DICOMDIR_SOP_CLASS:
@@ -178,7 +211,8 @@ class InstanceConverter:
             result.reason = "DICOMDIR (media directory), not an instance"
             return None
         ds = parsed.dataset
-        self.apply_transforms(ds)
+        if self.transforms:
+            self.apply_transforms(ds)
         result.study_uid = check_uid(uid_value(ds, "StudyInstanceUID"), "Study Instance UID")
         result.series_uid = check_uid(uid_value(ds, "SeriesInstanceUID"), "Series Instance UID")
         result.sop_uid = check_uid(uid_value(ds, "SOPInstanceUID"), "SOP Instance UID")

@@ -28,16 +28,18 @@ import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-
-from pydicom.dataelem import DataElement, empty_value_for_VR
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
+from typing import TYPE_CHECKING
 
 from ...encode.info_record import tree_has_transform
 from ...errors import ConversionError, OptionError
 from ...p10.datasets import element_vr, sequence_items
 from ..hookspecs import hookimpl
 from .strip_private import strip_private
+
+if TYPE_CHECKING:  # pydicom is imported where an instance is transformed: a plugin
+    # manager (every process has one) does not import it
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
 
 _EDITIONS = ("dicomfields_2026c", "dicomfields_2024b", "dicomfields_2023")
 # How each combined action code of Table E.1-1 is applied (the profile lets us choose the
@@ -134,6 +136,9 @@ class Deidentifier:
                 self.apply(ds, tag, vr, action)
 
     def sequence(self, ds: Dataset, tag: int, action: str | None) -> None:
+        from pydicom.dataelem import DataElement
+        from pydicom.sequence import Sequence
+
         if action == "X":
             del ds[tag]
         elif action == "Z":
@@ -143,6 +148,8 @@ class Deidentifier:
                 self.dataset(item)
 
     def apply(self, ds: Dataset, tag: int, vr: str, action: str) -> None:
+        from pydicom.dataelem import DataElement, empty_value_for_VR
+
         if action == "X":
             del ds[tag]
             return
@@ -162,6 +169,9 @@ class Deidentifier:
             ds[tag] = DataElement(tag, vr, empty_value_for_VR(vr))
 
     def mark(self, ds: Dataset) -> None:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
         ds.PatientIdentityRemoved = "YES"
         codes = [PROFILE] + ([RETAIN_UIDS] if self.keep_uids else []) + \
             ([MODIFIED_DATES] if self.date_shift is not None else [])

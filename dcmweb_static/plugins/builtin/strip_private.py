@@ -6,11 +6,13 @@ Option ``strip-private.keep``: private creator names (comma-separated) whose blo
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from ...p10.datasets import sequences
 from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 def private_blocks_kept(ds: Dataset, keep: set[str]) -> set[tuple[int, int]]:

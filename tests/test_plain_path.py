@@ -1,0 +1,195 @@
+"""The plain path (p10/plain.py): a common file converted without pydicom gives exactly
+what the general path (pydicom's Dataset) gives, over the whole test corpus; a file it
+cannot finish is converted again the general way; a conversion of plain files imports
+no pydicom in any process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from pydicom import config as pydicom_config
+from pydicom.charset import python_encoding
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import empty_value_for_VR
+from pydicom.uid import UID, AllTransferSyntaxes
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+from dcmweb_static import synthetic as syn
+from dcmweb_static.p10 import datasets, parse, plain, raw_walk
+from dcmweb_static.plugins.manager import get_plugin_manager
+from dcmweb_static.run.instance import InstanceConverter
+from dcmweb_static.run.options import ConvertOptions
+from dcmweb_static.run.source import Source
+from dcmweb_static.store import StagingArea
+
+from . import corpus
+from .conftest import PYDICOM_DATA, pydicom_corpus
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def _staged(result) -> dict[str, bytes]:
+    root = Path(result.staging)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def _outcome(converter: InstanceConverter, path: Path, staging: StagingArea) -> tuple:
+    result = converter.convert(Source.from_path(path), staging)
+    files = _staged(result) if result.staging else {}
+    fields = (result.status, result.reason, result.warnings, result.study_uid,
+              result.series_uid, result.sop_uid, result.frames, result.sha256,
+              result.bytes_in, result.bytes_out, result.staged_files)
+    return fields, files
+
+
+def _converters(**options) -> tuple[InstanceConverter, InstanceConverter]:
+    pm = get_plugin_manager()
+    plain_one = InstanceConverter(ConvertOptions(output="unused", **options), pm)
+    general = InstanceConverter(ConvertOptions(output="unused", **options), pm)
+    general.plain = False
+    assert plain_one.plain
+    return plain_one, general
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[Path]:
+    generated = corpus.build(tmp_path_factory.mktemp("plain"))
+    wide = syn.save(syn.wide_ct_header(syn.uid(900), 256), tmp_path_factory.mktemp("w") / "w.dcm")
+    samples = sorted(p for p in SAMPLES.rglob("*.dcm"))
+    return pydicom_corpus() + list(generated.values()) + [wide] + samples
+
+
+@pytest.mark.parametrize("options", [{}, {"deduplicate": True, "gzip": False},
+                                     {"part10": True, "base_url": "https://x.test/dicomweb"}],
+                         ids=["default", "dedup-nogzip", "part10-baseurl"])
+def test_the_plain_path_publishes_what_the_general_path_publishes(
+        files: list[Path], tmp_path: Path, options: dict) -> None:
+    plain_one, general = _converters(**options)
+    staging = StagingArea.at(tmp_path / "staging")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in files:
+            where = path.relative_to(PYDICOM_DATA) if PYDICOM_DATA in path.parents else path
+            assert _outcome(plain_one, path, staging) == _outcome(general, path, staging), \
+                f"the plain path differs for {where}"
+    counts = plain_one.plain_counts
+    # most files are plain; some (big endian, deflated, undefined lengths, unusual
+    # values...) are started again the general way, and the test covers both
+    assert counts["plain"] > 150 and counts["general"] > 5, counts
+    assert general.plain_counts["plain"] == 0
+
+
+def test_a_plain_parse_holds_the_elements_pydicom_reads(files: list[Path]) -> None:
+    """Field for field, the plain walk's elements are the raw walk's (pydicom's)."""
+    taken = 0
+    for path in files:
+        with open(path, "rb") as stream, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                general = parse.parse_p10(stream, defer_size=1024)
+            except Exception:
+                continue
+            stream.seek(0)
+            found = parse.parse_p10(stream, defer_size=1024, plain=True)
+        if not isinstance(found.dataset, plain.PlainDataset):
+            continue
+        taken += 1
+        for name in ("preamble", "file_meta_bytes", "transfer_syntax_uid", "is_implicit_vr",
+                     "is_little_endian", "deflated", "dataset_offset", "pixel_data",
+                     "file_meta_present"):
+            assert getattr(found, name) == getattr(general, name), (path, name)
+        for ours, theirs in ((found.dataset, general.dataset),
+                             (found.file_meta, general.file_meta)):
+            assert list(ours._dict) == list(theirs._dict), path
+            for tag, element in ours._dict.items():
+                reference = theirs._dict[tag]
+                if type(reference).__name__ == "RawDataElement":
+                    assert tuple(element) == tuple(reference), (path, tag)
+        assert found.dataset._character_set == general.dataset._character_set, path
+    assert taken > 100
+
+
+def test_an_instance_the_plain_path_cannot_finish_is_converted_the_general_way(
+        tmp_path: Path) -> None:
+    """A value the fast encoder leaves to pydicom (here a UN element) is only found
+    while writing: the plain attempt's files are removed and the instance converted
+    again from pydicom's Dataset, as the general path converts it."""
+    ds = syn.base_dataset(syn.uid(901), syn.uid(901, 1), syn.uid(901, 1, 1))
+    ds.add_new(0x00091010, "UN", b"\x01\x02\x03\x04")
+    path = syn.save(ds, tmp_path / "un.dcm")
+    plain_one, general = _converters()
+    staging = StagingArea.at(tmp_path / "staging")
+    first = _outcome(plain_one, path, staging)
+    assert first == _outcome(general, path, staging)
+    assert first[0][0] == "converted"
+    assert plain_one.plain_counts == {"plain": 0, "general": 1}
+    leftovers = sorted(p.name for p in (tmp_path / "staging").iterdir())
+    assert len(leftovers) == 2  # one staged folder per converter: the plain attempt's went
+
+
+def test_the_plain_path_is_not_taken_when_something_needs_pydicoms_dataset() -> None:
+    pm = get_plugin_manager()
+    for options in ({"plugins": ("strip-private",)}, {"thumbnails": True}):
+        assert not InstanceConverter(ConvertOptions(output="x", **options), pm).plain
+
+
+def test_the_plain_path_steps_aside_for_pydicom_debugging(tmp_path: Path) -> None:
+    path = syn.ct_series(tmp_path, 1, rows=8, columns=8)[0]
+    with open(path, "rb") as stream:
+        assert isinstance(parse.parse_p10(stream, defer_size=64, plain=True).dataset,
+                          plain.PlainDataset)
+    pydicom_config.debugging = True
+    try:
+        with open(path, "rb") as stream:
+            found = parse.parse_p10(stream, defer_size=64, plain=True)
+    finally:
+        pydicom_config.debugging = False
+    assert not isinstance(found.dataset, plain.PlainDataset)
+
+
+def test_the_tables_that_stand_in_for_pydicoms_are_pydicoms() -> None:
+    two_letter = {str(vr) for vr in VR if len(str(vr)) == 2}
+    assert raw_walk.LONG_LENGTH_VRS | raw_walk.SHORT_LENGTH_VRS == two_letter
+    assert raw_walk.LONG_LENGTH_VRS == {str(vr) for vr in EXPLICIT_VR_LENGTH_32}
+    for vr in two_letter:
+        assert raw_walk.plain_empty_value(vr) == empty_value_for_VR(vr, raw=True), vr
+    for name, encoding in plain.PYTHON_ENCODINGS.items():
+        assert python_encoding[name] == encoding
+    assert plain.DEFAULT_ENCODING == python_encoding[""]
+    for keyword, (tag, vr) in datasets.KEYWORDS.items():
+        assert (tag_for_keyword(keyword), dictionary_VR(tag)) == (tag, vr)
+    syntaxes = [str(uid) for uid in AllTransferSyntaxes] + ["1.2.3.4", "1.2.840.10008.1.2.4.999"]
+    for uid in syntaxes:
+        known = UID(uid)
+        expected = (known.is_implicit_VR, known.is_little_endian) \
+            if known.is_transfer_syntax else (False, True)
+        assert parse._encoding_of(uid) == expected, uid
+
+
+def test_a_conversion_of_plain_files_imports_no_pydicom_in_any_process(tmp_path: Path) -> None:
+    """`-X importtime` reports each module the first time any process imports it (the
+    forked workers included): for plain CT slices pydicom is never among them; a big
+    endian file brings it in (the check can fail)."""
+    syn.ct_series(tmp_path / "ct", 6, rows=32, columns=32, rich=True)  # sequences too
+    big_endian = corpus.build(tmp_path / "corpus")["big_endian"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def imported(source: Path, out: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "dcmweb_static.cli", "convert",
+             str(source), "-d", str(tmp_path / out), "-q", "-j", "2"],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+
+    modules = imported(tmp_path / "ct", "out")
+    assert "dcmweb_static.run.instance" in modules  # the report is read right
+    assert not {m for m in modules if m.split(".")[0] == "pydicom"}
+    assert "pydicom" in imported(big_endian, "out2")

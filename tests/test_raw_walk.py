@@ -23,7 +23,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import ImplicitVRLittleEndian
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.p10 import parse, raw_walk
+from dcmweb_static.p10 import raw_walk
 from dcmweb_static.p10.parse import _StopAtPixelData, parse_p10
 
 from . import corpus

@@ -193,3 +193,35 @@ def test_a_conversion_of_plain_files_imports_no_pydicom_in_any_process(tmp_path:
     assert "dcmweb_static.run.instance" in modules  # the report is read right
     assert not {m for m in modules if m.split(".")[0] == "pydicom"}
     assert "pydicom" in imported(big_endian, "out2")
+
+
+_PARENT_RUN = """
+import sys
+from pathlib import Path
+from dcmweb_static import Converter, ConvertOptions, LocalStore
+from dcmweb_static.plugins.manager import get_plugin_manager
+out = Path(sys.argv[2])
+summary = Converter(ConvertOptions(output=out), jobs=2, store=LocalStore(out),
+                    plugin_manager=get_plugin_manager()).run([sys.argv[1]])
+assert summary.counts["converted"] > 0, summary
+print("pydicom" in sys.modules)
+"""
+
+
+def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_need_it(
+        tmp_path: Path) -> None:
+    """Forked workers share what the parent imported: for a batch whose first file is
+    not plain explicit VR (here implicit VR) the parent imports pydicom once, before the
+    workers start; for plain files nobody does."""
+    syn.ct_series(tmp_path / "ct", 3, rows=16, columns=16)
+    implicit = corpus.build(tmp_path / "corpus")["implicit"]
+
+    def parent_imported(source: Path, out: str) -> bool:
+        done = subprocess.run([sys.executable, "-c", _PARENT_RUN, str(source),
+                               str(tmp_path / out)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip() == "True"
+
+    assert not parent_imported(tmp_path / "ct", "plain")
+    assert parent_imported(implicit, "implicit")

@@ -135,7 +135,7 @@ def parse_p10(stream: BinaryIO, *, defer_size: int,
     if size == 0:
         raise NotDicomError("empty file (0 bytes)")
     if plain:
-        parsed = _parse_plain(stream, size, defer_size)
+        parsed = parse_plain(stream, size, defer_size)
         if parsed is not None:
             return parsed
         stream.seek(0)
@@ -220,7 +220,7 @@ _META_GROUP_LENGTH = 0x00020000
 _LE_LONG = struct.Struct("<L")
 
 
-def _parse_plain(stream: BinaryIO, size: int, defer_size: int) -> ParsedP10 | None:
+def parse_plain(stream: BinaryIO, size: int, defer_size: int) -> ParsedP10 | None:
     """`parse_p10` of a plain file without pydicom (p10/plain.py): what the general
     path gives, with `PlainDataset`s; None when the file is not plain (then the general
     path reads it from the start, and words any error)."""

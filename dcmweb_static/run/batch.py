@@ -37,7 +37,7 @@ from ..store import (
 from ..store.objects import ObjectStore
 from .commit import commit_instance, commit_staged_instance
 from .inputs import InputSpool, iter_input_files
-from .instance import InstanceConverter
+from .instance import InstanceConverter, workers_need_pydicom
 from .options import ConvertOptions
 from .prefetch import prefetch
 from .report import RunSummary
@@ -395,6 +395,8 @@ class Converter:
         # inputs run out, so that no worker is left with a long task while the others idle
         window = self.jobs * 4  # bounded submission: memory stays flat for huge batches
         batches = _Batches(paths, self.jobs)
+        if workers_need_pydicom(self.options, self.pm, next(iter(paths), None)):
+            import pydicom  # noqa: F401 - imported once, before the workers fork: shared
         while batches.more:
             crashed: list[tuple[int, str]] = []
             with _worker_pool(self.jobs, (self.options, self.pm, staging)) as pool:

@@ -39,7 +39,7 @@ from ..encode.parts import BulkWriter, frame_copy_threads, write_frames
 from ..errors import ConversionError, InvalidUIDError, NotRegularFile, UnframeableError
 from ..p10.datasets import int_value, uid_value
 from ..p10.frames import FrameLayout, frame_layout
-from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10
+from ..p10.parse import MAX_SEQUENCE_DEPTH, ParsedP10, parse_p10, parse_plain
 from ..p10.plain import NotPlain
 from ..p10.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, FRAME_MEDIA_TYPES, lookup
 from ..p10.uids import check_uid
@@ -48,6 +48,7 @@ from ..plugins.manager import PluginError, Transform, get_plugin_manager, run_ho
 from ..store import StagedInstance, StagingArea
 from ..tree import names, urls
 from ..tree.part10 import folder_chunks, transfer_syntax
+from .inputs import open_regular
 from .options import ConvertOptions
 from .result import InstanceResult
 from .source import Source
@@ -93,6 +94,35 @@ def _pixel_vr(parsed: ParsedP10) -> str:
     return "OW" if int(bits or 16) > 8 else "OB"
 
 
+def plain_possible(options: ConvertOptions, plugin_manager: pluggy.PluginManager) -> bool:
+    """Whether a run's sources are tried as plain files (p10/plain.py: no pydicom):
+    not when something needs pydicom's Dataset anyway (a transform, the renderer, a
+    plugin that sees the instance)."""
+    return not (options.plugins or options.rendered or options.thumbnails
+                or plugin_manager.hook.instance_results.get_hookimpls())
+
+
+def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginManager,
+                         first: str | None) -> bool:
+    """Whether the workers of a run will import pydicom, judged from the options and the
+    first input (a batch is mostly files like its first): a file that is not plain, or
+    an implicit VR one (its values need pydicom's dictionary). Then the parent imports it
+    before they fork and they share it: each worker importing it itself would cost
+    0.2–0.35 CPU-s. Never raises (the worker reports what is wrong with the file)."""
+    if not plain_possible(options, plugin_manager):
+        return True
+    if first is None or "://" in first:
+        return False
+    try:
+        with open_regular(first) as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(0)
+            parsed = parse_plain(stream, size, defer_size=0)
+    except Exception:  # noqa: BLE001 - a guess only: the conversion judges the file
+        return False
+    return parsed is None or parsed.is_implicit_vr
+
+
 class InstanceConverter:
     """Converts sources for one run: the options, the plugin manager, the transforms
     looked up once (not per instance) and one reused copy buffer. Built once per worker
@@ -108,8 +138,7 @@ class InstanceConverter:
         #: try each source as a plain file first (p10/plain.py: no pydicom), unless
         #: something needs pydicom's Dataset anyway: a transform, the renderer, a plugin
         #: that sees the instance
-        self.plain = not (options.plugins or options.rendered or options.thumbnails
-                          or plugin_manager.hook.instance_results.get_hookimpls())
+        self.plain = plain_possible(options, plugin_manager)
         #: instances converted the plain way and started again with pydicom (tests)
         self.plain_counts = {"plain": 0, "general": 0}
 

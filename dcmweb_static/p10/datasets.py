@@ -1,5 +1,7 @@
 """Helpers for walking pydicom datasets without reading deferred values, and for reading
-the few attributes every conversion needs without converting their elements."""
+the few attributes every conversion needs without converting their elements (from a
+pydicom Dataset or a `plain.PlainDataset` alike: a plain one raises `NotPlain` where only
+pydicom could answer)."""
 
 from __future__ import annotations
 

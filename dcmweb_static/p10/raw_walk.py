@@ -12,7 +12,9 @@ information what `_read_file_meta_info` makes. Anything it does not handle simpl
 declines (returns None, the stream back where it was) and the caller reads it with
 pydicom from the start, so error reasons and edge-case behaviour stay pydicom's.
 `tests/test_raw_walk.py` holds the two equal on the test corpus, hand-made edge cases,
-truncations and mutants.
+truncations and mutants. The same walk gives, without pydicom, int tags and
+`PlainElement`s (`walk_plain`, `walk_item`: the plain path of p10/plain.py and the
+encoder's defined-length sequence items).
 """
 
 from __future__ import annotations

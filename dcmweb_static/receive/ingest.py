@@ -341,14 +341,15 @@ class Ingest:
                     cleared = [s for s, generation in started.items()
                                if self._pending.get(s) is not None
                                and self._pending[s].generation == generation]
-                    for study in cleared:
-                        del self._pending[study]
-                try:
+                try:  # the markers first: a study no longer pending has none left
                     for study in cleared:
                         self.store.delete(names.pending_name(study))
                 except OSError as exc:  # the marker only makes a restart aggregate again
                     log.warning("cannot remove a pending-study marker: %s",
                                 describe_os_error(exc))
+                with self._wake:
+                    for study in cleared:
+                        del self._pending[study]
             log.debug("aggregated %d studies", len(started))
 
 

@@ -210,9 +210,9 @@ print("pydicom" in sys.modules)
 
 def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_need_it(
         tmp_path: Path) -> None:
-    """Forked workers share what the parent imported: for a batch whose first file is
-    not plain explicit VR (here implicit VR) the parent imports pydicom once, before the
-    workers start; for plain files nobody does."""
+    """Forked workers share what the parent imported: for a batch whose first file needs
+    pydicom (implicit VR: its dictionary; a UN element: pydicom's decoding) the parent
+    imports it once, before the workers start; for plain files nobody does."""
     syn.ct_series(tmp_path / "ct", 3, rows=16, columns=16)
     implicit = corpus.build(tmp_path / "corpus")["implicit"]
 
@@ -223,5 +223,9 @@ def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_ne
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip() == "True"
 
+    ds = syn.base_dataset(syn.uid(902), syn.uid(902, 1), syn.uid(902, 1, 1))
+    ds.add_new(0x00091010, "UN", b"\x01\x02\x03\x04")  # parsed plain, encoded by pydicom
+    with_un = syn.save(ds, tmp_path / "un.dcm")
     assert not parent_imported(tmp_path / "ct", "plain")
     assert parent_imported(implicit, "implicit")
+    assert parent_imported(with_un, "un")

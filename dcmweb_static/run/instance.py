@@ -105,22 +105,37 @@ def plain_possible(options: ConvertOptions, plugin_manager: pluggy.PluginManager
 def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginManager,
                          first: str | None) -> bool:
     """Whether the workers of a run will import pydicom, judged from the options and the
-    first input (a batch is mostly files like its first): a file that is not plain, or
-    an implicit VR one (its values need pydicom's dictionary). Then the parent imports it
-    before they fork and they share it: each worker importing it itself would cost
-    0.2–0.35 CPU-s. Never raises (the worker reports what is wrong with the file)."""
+    first input (a batch is mostly files like its first): its metadata is encoded here
+    the plain way, nothing written; True when the file is not plain or its encoding
+    needs pydicom (NotPlain: a UN element, say). An implicit VR file's dictionary lookups
+    import pydicom during that encoding. Either way the parent has it before the workers
+    fork and they share it: each worker importing it itself would cost 0.2–0.35 CPU-s.
+    Never raises (the worker reports what is wrong with the file)."""
     if not plain_possible(options, plugin_manager):
         return True
     if first is None or "://" in first:
         return False
+    thresholds = options.thresholds
     try:
         with open_regular(first) as stream:
             size = stream.seek(0, os.SEEK_END)
             stream.seek(0)
-            parsed = parse_plain(stream, size, defer_size=0)
+            parsed = parse_plain(stream, size, max(thresholds.public, thresholds.private))
+            if parsed is None:
+                return True
+            JsonEncoder(thresholds, _NoBulk(), stream).dataset(parsed.dataset)
+    except NotPlain:
+        return True
     except Exception:  # noqa: BLE001 - a guess only: the conversion judges the file
         return False
-    return parsed is None or parsed.is_implicit_vr
+    return False
+
+
+class _NoBulk:
+    """A BulkSink that keeps nothing (metadata encoded only to see whether it can be)."""
+
+    def add(self, name: str, data: bytes | None, source_range: tuple[int, int] | None) -> str:
+        return ""
 
 
 class InstanceConverter:

@@ -58,8 +58,13 @@ def _converters(**options) -> tuple[InstanceConverter, InstanceConverter]:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> list[Path]:
-    generated = corpus.build(tmp_path_factory.mktemp("plain"))
+def generated(tmp_path_factory) -> dict[str, Path]:
+    """The generated corpus (every transfer syntax), built once for the module."""
+    return corpus.build(tmp_path_factory.mktemp("plain"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, generated: dict[str, Path]) -> list[Path]:
     wide = syn.save(syn.wide_ct_header(syn.uid(900), 256), tmp_path_factory.mktemp("w") / "w.dcm")
     samples = sorted(p for p in SAMPLES.rglob("*.dcm"))
     return pydicom_corpus() + list(generated.values()) + [wide] + samples
@@ -172,12 +177,13 @@ def test_the_tables_that_stand_in_for_pydicoms_are_pydicoms() -> None:
         assert parse._encoding_of(uid) == expected, uid
 
 
-def test_a_conversion_of_plain_files_imports_no_pydicom_in_any_process(tmp_path: Path) -> None:
+def test_a_conversion_of_plain_files_imports_no_pydicom_in_any_process(
+        tmp_path: Path, generated: dict[str, Path]) -> None:
     """`-X importtime` reports each module the first time any process imports it (the
     forked workers included): for plain CT slices pydicom is never among them; a big
     endian file brings it in (the check can fail)."""
     syn.ct_series(tmp_path / "ct", 6, rows=32, columns=32, rich=True)  # sequences too
-    big_endian = corpus.build(tmp_path / "corpus")["big_endian"]
+    big_endian = generated["big_endian"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
     def imported(source: Path, out: str) -> set[str]:
@@ -209,12 +215,12 @@ print("pydicom" in sys.modules)
 
 
 def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_need_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, generated: dict[str, Path]) -> None:
     """Forked workers share what the parent imported: for a batch whose first file needs
     pydicom (implicit VR: its dictionary; a UN element: pydicom's decoding) the parent
     imports it once, before the workers start; for plain files nobody does."""
     syn.ct_series(tmp_path / "ct", 3, rows=16, columns=16)
-    implicit = corpus.build(tmp_path / "corpus")["implicit"]
+    implicit = generated["implicit"]
 
     def parent_imported(source: Path, out: str) -> bool:
         done = subprocess.run([sys.executable, "-c", _PARENT_RUN, str(source),
@@ -229,3 +235,25 @@ def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_ne
     assert not parent_imported(tmp_path / "ct", "plain")
     assert parent_imported(implicit, "implicit")
     assert parent_imported(with_un, "un")
+
+
+def test_the_parents_trial_reads_no_large_first_file(tmp_path: Path,
+                                                     generated: dict[str, Path]) -> None:
+    """The parent judges the first input by encoding it: only a small one (TRIAL_BYTES,
+    TRIAL_ELEMENTS), so a hostile first file cannot take the parent's memory."""
+    from dcmweb_static.run import instance
+
+    options, pm = ConvertOptions(output="unused"), get_plugin_manager()
+    implicit = generated["implicit"]
+    assert instance.workers_need_pydicom(options, pm, str(implicit))
+    big = tmp_path / "big.dcm"
+    big.write_bytes(implicit.read_bytes() + bytes(instance.TRIAL_BYTES))  # trailing bytes
+    assert not instance.workers_need_pydicom(options, pm, str(big))
+    many = syn.base_dataset(syn.uid(903), syn.uid(903, 1), syn.uid(903, 1, 1))
+    for n in range(instance.TRIAL_ELEMENTS):
+        many.add_new(0x00111000 + n, "LO", "")  # a plain file, too many elements to judge
+    many.add_new(0x00131010, "UN", b"\x01\x02")  # would need pydicom
+    wide = syn.save(many, tmp_path / "many.dcm")
+    assert wide.stat().st_size < instance.TRIAL_BYTES
+    assert not instance.workers_need_pydicom(options, pm, str(wide))
+    assert instance.workers_need_pydicom(options, pm, "/nonexistent/first.dcm") is False

@@ -102,6 +102,13 @@ def plain_possible(options: ConvertOptions, plugin_manager: pluggy.PluginManager
                 or plugin_manager.hook.instance_results.get_hookimpls())
 
 
+#: the largest first input the parent reads on trial (a 512² 16-bit slice and its header;
+#: a hostile file of tiny elements then costs the parent tens of MB for a moment), and
+#: the most top-level elements it encodes (a CT header has a few hundred)
+TRIAL_BYTES = 1 << 20
+TRIAL_ELEMENTS = 4096
+
+
 def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginManager,
                          first: str | None) -> bool:
     """Whether the workers of a run will import pydicom, judged from the options and the
@@ -110,7 +117,9 @@ def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginM
     needs pydicom (NotPlain: a UN element, say). An implicit VR file's dictionary lookups
     import pydicom during that encoding. Either way the parent has it before the workers
     fork and they share it: each worker importing it itself would cost 0.2–0.35 CPU-s.
-    Never raises (the worker reports what is wrong with the file)."""
+    Never raises (the worker reports what is wrong with the file); a first file over
+    TRIAL_BYTES or TRIAL_ELEMENTS is not judged (the parent's memory stays bounded
+    whatever the file holds)."""
     if not plain_possible(options, plugin_manager):
         return True
     if first is None or "://" in first:
@@ -119,10 +128,14 @@ def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginM
     try:
         with open_regular(first) as stream:
             size = stream.seek(0, os.SEEK_END)
+            if size > TRIAL_BYTES:
+                return False
             stream.seek(0)
             parsed = parse_plain(stream, size, max(thresholds.public, thresholds.private))
             if parsed is None:
                 return True
+            if len(parsed.dataset._dict) > TRIAL_ELEMENTS:
+                return False
             JsonEncoder(thresholds, _NoBulk(), stream).dataset(parsed.dataset)
     except NotPlain:
         return True

@@ -63,6 +63,12 @@ class BulkThresholds:
         limit = self.private if (tag >> 16) & 1 else self.public
         return length > limit
 
+    @property
+    def defer_size(self) -> int:
+        """Values longer than this are bulk data whatever their tag: a reader may leave
+        them unread."""
+        return max(self.public, self.private)
+
 
 def _skip(tag: int) -> bool:
     """Group 0002 is not part of the dataset; group lengths and trailing padding carry
@@ -166,36 +172,41 @@ class JsonEncoder:
             encodings = inherited
         elements = ds._dict
         fast = self.fast
-        fast_element = self._fast_element
+        fast_raw = self._fast_raw
         for tag in sorted(elements, key=int):  # int keys: C-level sorting
             group = tag >> 16  # _skip, inlined: this loop runs for every element
             if group == 0x0002 or group == 0 or not tag & 0xFFFF or group == 0xFFFC:
                 continue
             key = f"{tag:08X}"
             raw = elements[tag]
-            # the common case inline: a raw value read whole (not deferred, not cut short)
             if fast and isinstance(raw, tuple):  # raw: a tuple; converted: a DataElement
-                value = raw.value
-                if value is not None and raw.length == len(value):
-                    element = fast_element(tag, raw, path, key, encodings)
-                    if element is None and raw.VR == "SQ":
-                        element = self._fast_sequence(raw, path + key, encodings)
-                else:
-                    element = self._fast_unread(tag, raw, path + key)
+                element = fast_raw(tag, raw, path, key, encodings)
                 if element is not None:
                     out[key] = element
                     continue
             out[key] = self.element(ds, tag, path + key, encodings)
         return out
 
+    def _fast_raw(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
+                  encodings: list[str]) -> dict[str, Any] | None:
+        """An element as read (not converted), from its bytes or, read without a value,
+        by `_fast_unread`; None: `element` decides (a value cut short among others)."""
+        value = raw.value
+        if value is None:
+            return self._fast_unread(tag, raw, path + key)
+        if raw.length != len(value):
+            return None
+        element = self._fast_element(tag, raw, path, key, encodings)
+        if element is None and raw.VR == "SQ":
+            element = self._fast_sequence(raw, path + key, encodings)
+        return element
+
     def _fast_unread(self, tag: int, raw: RawDataElement | PlainElement,
                      name: str) -> dict[str, Any] | None:
         """An element read without a value: empty (pydicom's raw value of an empty number
         or binary element is None) or deferred; as `element` writes them, without
-        converting the element; None: `element` decides (a value cut short, an
-        ambiguous VR, a deferred value that is no bulk data)."""
-        if raw.value is not None:
-            return None
+        converting the element; None: `element` decides (an ambiguous VR, a deferred
+        value that is no bulk data)."""
         vr = raw.VR or rawvalues.dictionary_vr(tag)
         if vr is None or vr == "UN":  # pydicom gives an explicit UN its dictionary VR
             return None
@@ -260,16 +271,8 @@ class JsonEncoder:
         for tag in sorted(elements):
             if _skip(tag):
                 continue
-            raw = elements[tag]
             key = f"{tag:08X}"
-            if raw.value is None:  # an empty number or binary value: walk_item defers none
-                element = self._fast_unread(tag, raw, path + key)
-            elif raw.length != len(raw.value):
-                return None
-            else:
-                element = self._fast_element(tag, raw, path, key, encodings)
-                if element is None and raw.VR == "SQ":
-                    element = self._fast_sequence(raw, path + key, encodings)
+            element = self._fast_raw(tag, elements[tag], path, key, encodings)
             if element is None:
                 return None
             out[key] = element

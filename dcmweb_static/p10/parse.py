@@ -268,9 +268,9 @@ def parse_plain(stream: BinaryIO, size: int, defer_size: int) -> ParsedP10 | Non
     encodings: str | list[str] = DEFAULT_ENCODING
     if charsets:  # each value met must be one the table knows: pydicom warns of others
         known = [plain_encodings(value) for value in charsets]
-        if None in known or 0x00080005 not in elements:
+        if None in known:
             return None
-        encodings = plain_encodings(elements[0x00080005].value) or DEFAULT_ENCODING
+        encodings = known[-1]  # the last one met is the element the data set holds
     return ParsedP10(
         stream=stream, preamble=head[:128], file_meta=file_meta,
         file_meta_bytes=file_meta_bytes, transfer_syntax_uid=ts_uid,

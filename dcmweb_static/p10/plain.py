@@ -47,7 +47,6 @@ PYTHON_ENCODINGS = {
 }
 #: pydicom's `charset.default_encoding`: a data set without Specific Character Set
 DEFAULT_ENCODING = "iso8859"
-CHARSET_TAG = 0x00080005
 
 
 def plain_encodings(value: bytes) -> list[str] | None:

@@ -131,7 +131,7 @@ def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginM
             if size > TRIAL_BYTES:
                 return False
             stream.seek(0)
-            parsed = parse_plain(stream, size, max(thresholds.public, thresholds.private))
+            parsed = parse_plain(stream, size, thresholds.defer_size)
             if parsed is None:
                 return True
             if len(parsed.dataset._dict) > TRIAL_ELEMENTS:
@@ -256,9 +256,9 @@ class InstanceConverter:
         removed, where the file needs pydicom."""
         options, buffer = self.options, self.buffer
         clock = _Clock(result.timings)
-        defer = max(options.thresholds.public, options.thresholds.private)
         inflated = DelimiterScan()
-        parsed = parse_p10(fp, defer_size=defer, spool=staging.temporary_file,
+        parsed = parse_p10(fp, defer_size=options.thresholds.defer_size,
+                           spool=staging.temporary_file,
                            max_inflated_size=options.max_inflated_size, inspect=inflated.feed,
                            size=size, plain=plain)
         cleanup.callback(parsed.stream.close)  # a deflated file's inflated copy
@@ -268,8 +268,7 @@ class InstanceConverter:
             result.reason = "DICOMDIR (media directory), not an instance"
             return None
         ds = parsed.dataset
-        if self.transforms:
-            self.apply_transforms(ds)
+        self.apply_transforms(ds)
         result.study_uid = check_uid(uid_value(ds, "StudyInstanceUID"), "Study Instance UID")
         result.series_uid = check_uid(uid_value(ds, "SeriesInstanceUID"), "Series Instance UID")
         result.sop_uid = check_uid(uid_value(ds, "SOPInstanceUID"), "SOP Instance UID")

@@ -9,7 +9,7 @@ called one implementation at a time (`run_hook`) so a failure names its plugin.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +21,7 @@ import pluggy
 
 from ..errors import OptionError, PluginError, describe
 from . import hookspecs
+from .entry_points import entry_points
 
 ENTRY_POINT_GROUP = "dcmweb"
 DEFAULT_PLUGINS = (
@@ -99,12 +100,13 @@ def get_plugin_manager() -> PluginManager:
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)
         pm.register(module, name=module_name.rsplit(".", 1)[1].replace("_", "-"))
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in entry_points(ENTRY_POINT_GROUP):
         name = entry_point.name
         if pm.get_plugin(name) is not None or name in pm.broken:
             continue
-        if entry_point.dist is not None:
-            pm.versions[name] = entry_point.dist.version
+        version = entry_point.version
+        if version is not None:
+            pm.versions[name] = version
         try:
             plugin = entry_point.load()
         except Exception as exc:  # a broken plugin must not break dcmweb

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 
 from .treeutil import load_metadata
 

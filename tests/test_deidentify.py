@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.plugins.builtin.deidentify import action_table
 
 # values a marker can take per VR, each unique to the tag it is put in

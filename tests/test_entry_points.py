@@ -118,7 +118,7 @@ def test_an_entry_point_loads_what_its_value_names(sites: tuple[Path, Path]) -> 
 def test_no_command_imports_importlib_metadata() -> None:
     """The reason for this module: the CLI's start-up without importlib.metadata."""
     run = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                          "import sys; from dcmweb_static.cli.commands import main; "
+                          "import sys; from dcmweb_static.cli.main import main; "
                           "from dcmweb_static.plugins.manager import get_plugin_manager; "
                           "get_plugin_manager(); sys.argv = ['dcmweb', '--version']; main()"],
                          capture_output=True, text=True, timeout=60)

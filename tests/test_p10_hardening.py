@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.encode.multipart import part_header
 from dcmweb_static.errors import ConversionError
 from dcmweb_static.run.batch import Converter
@@ -108,7 +108,7 @@ def test_big_deflated_value_streams_through_a_file(tmp_path: Path) -> None:
 ])
 def test_max_inflated_size_option_accepts_units(tmp_path: Path, text: str,
                                                 expected: int) -> None:
-    from dcmweb_static.cli.commands import ByteSize
+    from dcmweb_static.cli.main import ByteSize
 
     assert ByteSize().convert(text, None, None) == expected
 

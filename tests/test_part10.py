@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from pydicom.encaps import generate_fragments
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.encode.dicom_json import BulkThresholds
 from dcmweb_static.encode.kept_header import HEADER_NAME
 from dcmweb_static.encode.multipart import PART_FOOTER

@@ -12,7 +12,7 @@ import pydicom
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.encode.multipart import BOUNDARY
 from dcmweb_static.run.commit import commit_instance
 from dcmweb_static.run.instance import convert_file

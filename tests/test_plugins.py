@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.plugins import hookspecs
 from dcmweb_static.plugins import manager as plugins
 from dcmweb_static.plugins.api import ResultFile
@@ -38,7 +38,7 @@ def test_every_hook_is_documented() -> None:
 @pytest.fixture()
 def registered():
     """Register plugin objects for one test; workers are forked and inherit them."""
-    from dcmweb_static.cli.commands import plugin_manager
+    from dcmweb_static.cli.main import plugin_manager
 
     pm = plugin_manager()  # the command line's: CliRunner runs use it, and so do Converters
     added, names = [], []

@@ -21,7 +21,7 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 from dcmweb_static.encode.render import THUMBNAIL_SIZE, encode_image
 from dcmweb_static.errors import OptionError
 from dcmweb_static.run.batch import Converter

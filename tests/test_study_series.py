@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 
 from .conftest import PYDICOM_DATA
 from .treeutil import read_resource

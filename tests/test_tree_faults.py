@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcmweb_static import synthetic as syn
-from dcmweb_static.cli.commands import main
+from dcmweb_static.cli.main import main
 
 CLI = [sys.executable, "-m", "dcmweb_static.cli"]
 
@@ -289,7 +289,7 @@ def test_a_dangling_lock_link_is_not_followed(inputs: list[Path], tmp_path: Path
 
 def test_a_plugin_result_folder_link_is_not_followed(inputs: list[Path], tmp_path: Path) -> None:
     from dcmweb_static import ResultFile, hookimpl
-    from dcmweb_static.cli.commands import plugin_manager
+    from dcmweb_static.cli.main import plugin_manager
 
     class Counter:
         @hookimpl

@@ -39,7 +39,7 @@ from .commit import commit_instance, commit_staged_instance
 from .inputs import InputSpool, iter_input_files
 from .instance import InstanceConverter, workers_need_pydicom
 from .options import ConvertOptions
-from .prefetch import WINDOW_TASK_BYTES, prefetch
+from .prefetch import prefetch
 from .report import RunSummary
 from .result import InstanceResult, StagedObjects, peak_rss_kib
 from .sop_registry import Committed, SopRegistry
@@ -71,6 +71,7 @@ def _convert_in_worker(path: str) -> InstanceResult:
 
 
 def _convert_chunk(paths: list[str]) -> list[InstanceResult]:
+    prefetch(paths)  # the disk reads the task's files while the first converts
     results = [_convert_in_worker(path) for path in paths]
     results[-1].worker_peak_rss_kib = peak_rss_kib()
     return results
@@ -404,9 +405,7 @@ class Converter:
                     while batches.more and len(running) < window:
                         items = batches.next()
                         if items:
-                            task = [p for _, p in items]
-                            prefetch(task, WINDOW_TASK_BYTES)  # the disk reads ahead
-                            future = pool.submit(_convert_chunk, task)
+                            future = pool.submit(_convert_chunk, [p for _, p in items])
                             running[future] = items
                     if not running:
                         break

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..errors import ConversionError, TruncatedError
+from ..p10 import dictionary
 from ..p10.datasets import character_set
 from ..p10.parse import UNDEFINED_LENGTH
-from ..p10.plain import NotPlain, PlainDataset
+from ..p10.plain import DEFAULT_ENCODING, PYTHON_ENCODINGS, NotPlain, PlainDataset
 from ..p10.raw_walk import PlainElement, walk_item
 from . import raw_values as rawvalues
 from .jsonio import MAX_SEQUENCE_DEPTH
@@ -91,6 +93,47 @@ def _resolved_vr(vr: str | None, tag: int) -> str:
     return vr
 
 
+#: a private creator value taken here: printable ASCII but the backslash (one value), NUL
+#: padding, at most LO's 64 characters (pydicom warns of longer), in a character set in
+#: which those bytes are ASCII; any other value: pydicom looks it up
+_CREATOR_BYTES = re.compile(rb"[\x20-\x5B\x5D-\x7E\x00]{0,64}")
+_ASCII_CODECS = frozenset(PYTHON_ENCODINGS.values()) | {DEFAULT_ENCODING}
+
+
+def _private_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
+    """The VR pydicom gives private element `tag` of an implicit VR data set (`elements`)
+    when it converts it (`hooks.raw_element_vr`: a creator is LO, a known element of a
+    block the VR its creator's private dictionary gives, anything else UN); None where
+    pydicom decides: a creator element not read whole (or converted already), a creator
+    value out of the plain case, a VR that is no single VR (ambiguous, or an odd entry)."""
+    if not (tag >> 16) & 1:
+        return None  # public: the dictionary has no single VR for it
+    creator: str | None = ""
+    block = tag & 0xFF00
+    if block and not 0x0010 <= tag & 0xFFFF < 0x0100:  # in a block: find its creator
+        if block < 0x1000:
+            return None  # a "creator" at (gggg,0001-000F): pydicom converts what is there
+        raw = elements.get(dictionary.creator_tag(tag))
+        if raw is not None:
+            creator = _creator_text(raw, encodings)
+    vr = dictionary.implicit_vr(tag, creator)
+    return vr if vr in dictionary.VRS else None
+
+
+def _creator_text(raw: object, encodings: list[str]) -> str | None:
+    """A private creator element's value as pydicom converts it (LO: one value, trailing
+    NUL and space padding removed), or None where pydicom must convert it."""
+    if not isinstance(raw, tuple) or len(encodings) > 1 \
+            or encodings and encodings[0] not in _ASCII_CODECS:
+        return None
+    value = raw.value  # type: ignore[attr-defined]
+    if value is None:
+        return "" if raw.length == 0 else None  # type: ignore[attr-defined]
+    if raw.length != len(value) or not _CREATOR_BYTES.fullmatch(value):  # type: ignore[attr-defined]
+        return None
+    return value.decode("ascii").rstrip("\0 ")
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -115,14 +158,17 @@ class JsonEncoder:
         self._depth = 0  # sequences open around the element being encoded
 
     def _fast_element(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
-                      encodings: list[str]) -> dict[str, Any] | None:
+                      encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """The element straight from its raw bytes (see rawvalues); None: use pydicom.
-        The hot path of a conversion: kept flat, with the common cases first."""
+        The hot path of a conversion: kept flat, with the common cases first. `elements`:
+        the data set's, where an implicit VR private element's creator is looked up."""
         vr = raw.VR
         if not vr:
             vr = rawvalues.dictionary_vr(tag)
             if vr is None:
-                return None
+                vr = _private_vr(tag, elements, encodings)
+                if vr is None:
+                    return None
         value = raw.value or b""
         size = len(value)
         limit = self._limits[(tag >> 16) & 1]
@@ -138,8 +184,10 @@ class JsonEncoder:
             if values is None:
                 return None
             return {"vr": vr, "Value": values} if values else {"vr": vr}
-        if vr == "SQ" or vr == "UN":
-            return None
+        if vr == "SQ":
+            return self._fast_sequence(raw, path + key, encodings)
+        if vr == "UN" and raw.VR:
+            return None  # pydicom gives an explicit UN its dictionary VR
         if vr in BINARY_VRS:
             if not size:
                 return {"vr": vr}
@@ -180,7 +228,7 @@ class JsonEncoder:
             key = f"{tag:08X}"
             raw = elements[tag]
             if fast and isinstance(raw, tuple):  # raw: a tuple; converted: a DataElement
-                element = fast_raw(tag, raw, path, key, encodings)
+                element = fast_raw(tag, raw, path, key, encodings, elements)
                 if element is not None:
                     out[key] = element
                     continue
@@ -188,29 +236,32 @@ class JsonEncoder:
         return out
 
     def _fast_raw(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
-                  encodings: list[str]) -> dict[str, Any] | None:
+                  encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """An element as read (not converted), from its bytes or, read without a value,
         by `_fast_unread`; None: `element` decides (a value cut short among others)."""
         value = raw.value
         if value is None:
-            return self._fast_unread(tag, raw, path + key)
+            return self._fast_unread(tag, raw, path + key, encodings, elements)
         if raw.length != len(value):
             return None
-        element = self._fast_element(tag, raw, path, key, encodings)
-        if element is None and raw.VR == "SQ":
-            element = self._fast_sequence(raw, path + key, encodings)
-        return element
+        return self._fast_element(tag, raw, path, key, encodings, elements)
 
-    def _fast_unread(self, tag: int, raw: RawDataElement | PlainElement,
-                     name: str) -> dict[str, Any] | None:
+    def _fast_unread(self, tag: int, raw: RawDataElement | PlainElement, name: str,
+                     encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """An element read without a value: empty (pydicom's raw value of an empty number
         or binary element is None) or deferred; as `element` writes them, without
         converting the element; None: `element` decides (an ambiguous VR, a deferred
         value that is no bulk data)."""
         vr = raw.VR or rawvalues.dictionary_vr(tag)
-        if vr is None or vr == "UN":  # pydicom gives an explicit UN its dictionary VR
-            return None
         length = raw.length
+        if vr is None and (tag >> 16) & 1 and not raw.VR:  # implicit VR, private
+            if length:  # `element` gives a deferred value the dictionary VR: none, so UN
+                vr = "UN"
+            else:  # converted: the VR pydicom's lookup by the creator gives
+                vr = _private_vr(tag, elements, encodings)
+                return None if vr is None else {"vr": vr}
+        if vr is None or vr == "UN" and raw.VR:  # pydicom gives an explicit UN its
+            return None  # dictionary VR
         if length == 0:
             return {"vr": vr}
         if length != UNDEFINED_LENGTH and vr in BULK_VRS and self.thresholds.exceeded(tag, length):
@@ -221,13 +272,14 @@ class JsonEncoder:
                        encodings: list[str]) -> dict[str, Any] | None:
         """A defined-length sequence encoded from its bytes, without pydicom building a
         Dataset per item (a fifth of the encoding time of a typical CT header). Only
-        explicit VR little endian items whose every element takes the fast path; anything
-        else (None) takes pydicom's path, which gives the same output."""
-        if raw.is_implicit_VR or not raw.is_little_endian:
+        little endian items (explicit or implicit VR, as the sequence is: pydicom reads
+        the items of an implicit VR sequence as implicit) whose every element takes the
+        fast path; anything else (None) takes pydicom's path, which gives the same output."""
+        if not raw.is_little_endian:
             return None
         self._enter(name)
         try:
-            return self._fast_items(raw.value, name, encodings)
+            return self._fast_items(raw.value, name, encodings, raw.is_implicit_VR)
         finally:
             self._depth -= 1
 
@@ -238,8 +290,8 @@ class JsonEncoder:
             raise ConversionError(f"sequence ({name[:4]},{name[4:8]}) holds sequences nested "
                                   f"more than {MAX_SEQUENCE_DEPTH} levels deep")
 
-    def _fast_items(self, data: bytes, name: str,
-                    encodings: list[str]) -> dict[str, Any] | None:
+    def _fast_items(self, data: bytes, name: str, encodings: list[str],
+                    implicit: bool) -> dict[str, Any] | None:
         """The items of a defined-length sequence value, each of defined length, walked
         by `raw_walk.walk_item`; None for anything else (an undefined-length item, a
         delimiter, a malformed item): pydicom's path decides."""
@@ -253,7 +305,7 @@ class JsonEncoder:
             if group != 0xFFFE or element != 0xE000 or length == UNDEFINED_LENGTH \
                     or start + length > size:
                 return None
-            elements = walk_item(data, start, length)
+            elements = walk_item(data, start, length, implicit)
             if elements is None:
                 return None
             item = self._fast_item(elements, f"{name}.{len(items)}.", encodings)
@@ -272,7 +324,7 @@ class JsonEncoder:
             if _skip(tag):
                 continue
             key = f"{tag:08X}"
-            element = self._fast_raw(tag, elements[tag], path, key, encodings)
+            element = self._fast_raw(tag, elements[tag], path, key, encodings, elements)
             if element is None:
                 return None
             out[key] = element

@@ -3,8 +3,10 @@ holding what real archives' implicit VR files hold and the plain path must answe
 pydicom does: private elements (known creators with known and unknown elements, an
 unknown creator, an element without a creator, empty and deferred values), repeater
 groups (overlay 60xx, curve 50xx, 0028,04x0), sequences (nested, empty, private, with
-private elements of their own in items). `PLAIN` names those the plain path converts
-without pydicom; the others hold what it leaves to pydicom (an ambiguous VR, an unknown
+private elements of their own in items), the ambiguous VRs pydicom decides by the data
+set (US or SS by Pixel Representation 0 and 1, OB or OW overlay data). `PLAIN` names
+those the plain path converts without pydicom; the others hold what it leaves to pydicom
+(US or SS in an item without its own Pixel Representation, a LUT descriptor, an unknown
 public tag, a creator value that is not one plain string)."""
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from dcmweb_static import synthetic as syn
 from .corpus import _dcmtk
 
 #: files the plain path converts without pydicom
-PLAIN = ("private_known", "private_unknown", "repeaters", "sequences", "private_deferred")
+PLAIN = ("private_known", "private_unknown", "repeaters", "sequences", "private_deferred",
+         "overlay_data", "signed_pixels")
 #: files it starts again the general way
-GENERAL = ("overlay_data", "unknown_public", "creator_multivalue", "creator_latin1")
+GENERAL = ("ambiguous_in_item", "lut_descriptor", "unknown_public", "creator_multivalue",
+           "creator_latin1")
 
 
 def _base(index: int) -> Dataset:
@@ -104,7 +108,29 @@ def _private_deferred(ds: Dataset) -> None:
 
 def _overlay_data(ds: Dataset) -> None:
     ds.add_new(0x60000010, "US", 8)
-    ds.add_new(0x60003000, "OW", bytes(8))  # "OB or OW": pydicom decides
+    ds.add_new(0x60003000, "OW", bytes(8))  # "OB or OW": OW in an implicit VR file
+    ds.add_new(0x60023000, "OW", bytes(range(256)))  # bulk data
+    ds.add_new(0x00280106, "US", 0)  # "US or SS", Pixel Representation 0: US
+    ds.add_new(0x00280107, "US", 4095)
+    ds.add_new(0x00280120, "US", 0xFFFF)  # pixel padding value
+
+
+def _signed_pixels(ds: Dataset) -> None:
+    ds.PixelRepresentation = 1  # "US or SS": SS
+    ds.add_new(0x00280106, "SS", -1024)
+    ds.add_new(0x00280107, "SS", 3071)
+    ds.add_new(0x00280108, "SS", b"")  # empty
+    ds.add_new(0x00280120, "SS", -2000)
+
+
+def _ambiguous_in_item(ds: Dataset) -> None:
+    item = Dataset()
+    item.add_new(0x00280106, "US", 5)  # its VR comes from the data set above: pydicom
+    ds.add_new(0x00082112, "SQ", Sequence([item]))  # Source Image Sequence
+
+
+def _lut_descriptor(ds: Dataset) -> None:
+    ds.add_new(0x00281101, "US", [256, 0, 8])  # "US or SS", a LUT descriptor
 
 
 def _unknown_public(ds: Dataset) -> None:
@@ -125,7 +151,9 @@ def _creator_latin1(ds: Dataset) -> None:
 _BUILDERS = {
     "private_known": _private_known, "private_unknown": _private_unknown,
     "repeaters": _repeaters, "sequences": _sequences, "private_deferred": _private_deferred,
-    "overlay_data": _overlay_data, "unknown_public": _unknown_public,
+    "overlay_data": _overlay_data, "signed_pixels": _signed_pixels,
+    "ambiguous_in_item": _ambiguous_in_item, "lut_descriptor": _lut_descriptor,
+    "unknown_public": _unknown_public,
     "creator_multivalue": _creator_multivalue, "creator_latin1": _creator_latin1,
 }
 

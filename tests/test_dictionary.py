@@ -118,6 +118,17 @@ def test_an_implicit_elements_vr_is_the_one_pydicoms_hook_gives(
     assert dictionary.implicit_vr(tag, creator or "") == data["VR"]
 
 
+def test_the_ambiguous_vr_tables_are_pydicoms() -> None:
+    from pydicom.filewriter import _AMBIGUOUS_OB_OW_TAGS, _AMBIGUOUS_US_SS_TAGS
+    from pydicom.tag import _LUT_DESCRIPTOR_TAGS
+
+    assert dictionary.US_OR_SS_BY_PIXEL_REPRESENTATION == \
+        set(_AMBIGUOUS_US_SS_TAGS) - set(_LUT_DESCRIPTOR_TAGS)
+    assert dictionary.OB_OR_OW_BY_CONTEXT == set(_AMBIGUOUS_OB_OW_TAGS) | {0x7FE00010}
+    assert all(dictionary.public_vr(tag) == "US or SS"
+               for tag in dictionary.US_OR_SS_BY_PIXEL_REPRESENTATION)
+
+
 def test_an_unknown_public_tag_and_an_unread_creator_are_left_to_pydicom() -> None:
     assert dictionary.implicit_vr(0x00081233, "") is None  # pydicom warns, calls it UN
     assert dictionary.implicit_vr(0x00291010, None) is None  # a creator not read here

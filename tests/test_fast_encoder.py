@@ -109,3 +109,9 @@ def test_implicit_vr_private_elements_and_sequences_are_encoded_from_their_bytes
     known = _encode(implicit[0], fast=True)[0]
     assert b'"00091002":{"vr":"SH"' in known and b'"00291010":{"vr":"OB"' in known
     assert b'"00091099":{"vr":"UN"' in known  # an element its creator's dictionary lacks
+    by_name = {path.name: path for path in implicit}
+    signed = _encode(by_name["implicit_signed_pixels.dcm"], fast=True)[0]
+    assert b'"00280106":{"vr":"SS","Value":[-1024]}' in signed  # Pixel Representation 1
+    overlay = _encode(by_name["implicit_overlay_data.dcm"], fast=True)[0]
+    assert b'"00280106":{"vr":"US","Value":[0]}' in overlay
+    assert b'"60003000":{"vr":"OW","InlineBinary"' in overlay

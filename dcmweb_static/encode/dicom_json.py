@@ -80,12 +80,11 @@ def _skip(tag: int) -> bool:
 
 
 def _resolved_vr(vr: str | None, tag: int) -> str:
+    """The VR written for an element not converted by pydicom: its own, else the
+    dictionary's (UN for none), of an ambiguous one OW where allowed, else the first."""
     if not vr:
-        from pydicom.datadict import dictionary_VR
-
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
+        vr = dictionary.public_vr(tag)
+        if vr is None:
             return "UN"
     if " or " in vr:
         options = vr.split(" or ")
@@ -98,6 +97,28 @@ def _resolved_vr(vr: str | None, tag: int) -> str:
 #: which those bytes are ASCII; any other value: pydicom looks it up
 _CREATOR_BYTES = re.compile(rb"[\x20-\x5B\x5D-\x7E\x00]{0,64}")
 _ASCII_CODECS = frozenset(PYTHON_ENCODINGS.values()) | {DEFAULT_ENCODING}
+
+
+def _undecided_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
+    """The VR pydicom gives implicit VR element `tag` of the data set `elements` where
+    the dictionary has no single one, when it converts it: a private element's
+    (`_private_vr`); "US or SS" by the same data set's Pixel Representation (pydicom's
+    `correct_ambiguous_vr_element` looks in the element's own data set first), "OB or OW"
+    as OW where pydicom does not decide by other elements; None: pydicom decides (no
+    Pixel Representation beside the element, an unknown tag, another ambiguity)."""
+    if (tag >> 16) & 1:
+        return _private_vr(tag, elements, encodings)
+    vr = dictionary.public_vr(tag)
+    if vr == "US or SS" and tag in dictionary.US_OR_SS_BY_PIXEL_REPRESENTATION:
+        representation = elements.get(dictionary.PIXEL_REPRESENTATION)
+        if not isinstance(representation, tuple) or representation.VR not in (None, "US") \
+                or representation.length != 2 or representation.value is None \
+                or len(representation.value) != 2:
+            return None
+        return "US" if representation.value == b"\0\0" else "SS"
+    if vr == "OB or OW" and tag not in dictionary.OB_OR_OW_BY_CONTEXT:
+        return "OW"
+    return None
 
 
 def _private_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
@@ -166,7 +187,7 @@ class JsonEncoder:
         if not vr:
             vr = rawvalues.dictionary_vr(tag)
             if vr is None:
-                vr = _private_vr(tag, elements, encodings)
+                vr = _undecided_vr(tag, elements, encodings)
                 if vr is None:
                     return None
         value = raw.value or b""
@@ -254,11 +275,11 @@ class JsonEncoder:
         value that is no bulk data)."""
         vr = raw.VR or rawvalues.dictionary_vr(tag)
         length = raw.length
-        if vr is None and (tag >> 16) & 1 and not raw.VR:  # implicit VR, private
-            if length:  # `element` gives a deferred value the dictionary VR: none, so UN
-                vr = "UN"
-            else:  # converted: the VR pydicom's lookup by the creator gives
-                vr = _private_vr(tag, elements, encodings)
+        if vr is None and not raw.VR:  # implicit VR: private, ambiguous or unknown
+            if length:  # deferred: `element` writes it under `_resolved_vr`'s VR
+                vr = _resolved_vr(None, tag)
+            else:  # converted: the VR pydicom's conversion gives
+                vr = _undecided_vr(tag, elements, encodings)
                 return None if vr is None else {"vr": vr}
         if vr is None or vr == "UN" and raw.VR:  # pydicom gives an explicit UN its
             return None  # dictionary VR

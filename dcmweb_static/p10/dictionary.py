@@ -36,6 +36,19 @@ PRIVATE_MODULE = "_dcmweb_static_pydicom_private_dict"
 VRS = frozenset("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV "
                 "TM UC UI UL UN UR US UT UV".split())
 
+#: pydicom's `filewriter._AMBIGUOUS_US_SS_TAGS` but its `tag._LUT_DESCRIPTOR_TAGS`: the
+#: "US or SS" elements it reads as US when the data set's Pixel Representation is 0,
+#: else SS (a test holds them equal to pydicom's)
+US_OR_SS_BY_PIXEL_REPRESENTATION = frozenset((
+    0x00189810, 0x00221452, 0x00280104, 0x00280105, 0x00280106, 0x00280107, 0x00280108,
+    0x00280109, 0x00280110, 0x00280111, 0x00280120, 0x00280121, 0x00409211, 0x00409216,
+    0x00603004, 0x00603006))
+#: the "OB or OW" elements pydicom decides by other elements (Pixel Data, pydicom's
+#: `filewriter._AMBIGUOUS_OB_OW_TAGS`, the waveform data); it reads the others (overlay
+#: data among them) as OW in an implicit VR data set
+OB_OR_OW_BY_CONTEXT = frozenset((0x7FE00010, 0x54000110, 0x54000112, 0x5400100A, 0x54001010))
+PIXEL_REPRESENTATION = 0x00280103
+
 
 @dataclass(frozen=True)
 class PublicTable:

@@ -6,8 +6,8 @@ groups (overlay 60xx, curve 50xx, 0028,04x0), sequences (nested, empty, private,
 private elements of their own in items), the ambiguous VRs pydicom decides by the data
 set (US or SS by Pixel Representation 0 and 1, OB or OW overlay data). `PLAIN` names
 those the plain path converts without pydicom; the others hold what it leaves to pydicom
-(US or SS in an item without its own Pixel Representation, a LUT descriptor, an unknown
-public tag, a creator value that is not one plain string)."""
+(US or SS beside an empty Pixel Representation, a LUT descriptor, an unknown public tag,
+a creator value that is not one plain string)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from .corpus import _dcmtk
 
 #: files the plain path converts without pydicom
 PLAIN = ("private_known", "private_unknown", "repeaters", "sequences", "private_deferred",
-         "overlay_data", "signed_pixels")
+         "overlay_data", "signed_pixels", "ambiguous_in_items")
 #: files it starts again the general way
-GENERAL = ("ambiguous_in_item", "lut_descriptor", "unknown_public", "creator_multivalue",
-           "creator_latin1")
+GENERAL = ("lut_descriptor", "pixel_rep_empty_in_item", "unknown_public",
+           "creator_multivalue", "creator_latin1")
 
 
 def _base(index: int) -> Dataset:
@@ -123,9 +123,26 @@ def _signed_pixels(ds: Dataset) -> None:
     ds.add_new(0x00280120, "SS", -2000)
 
 
-def _ambiguous_in_item(ds: Dataset) -> None:
+def _ambiguous_in_items(ds: Dataset) -> None:
+    """US or SS in items: by the Pixel Representation pydicom propagates from the data
+    set above (1: SS), two levels down, or by an item's own (0: US)."""
+    ds.PixelRepresentation = 1
+    mapping = Dataset()
+    mapping.add_new(0x00409211, "SS", -100)  # Real World Value Last Value Mapped
+    mapping.add_new(0x00409216, "SS", -200)  # ... First Value Mapped
+    deeper = Dataset()
+    deeper.add_new(0x00280106, "SS", -5)
+    mapping.add_new(0x00082112, "SQ", Sequence([deeper]))
+    own = Dataset()
+    own.PixelRepresentation = 0
+    own.add_new(0x00280106, "US", 40000)
+    ds.add_new(0x00409096, "SQ", Sequence([mapping, own]))  # Real World Value Mapping
+
+
+def _pixel_rep_empty_in_item(ds: Dataset) -> None:
     item = Dataset()
-    item.add_new(0x00280106, "US", 5)  # its VR comes from the data set above: pydicom
+    item.add_new(0x00280103, "US", None)  # empty: pydicom decides
+    item.add_new(0x00280106, "US", 5)
     ds.add_new(0x00082112, "SQ", Sequence([item]))  # Source Image Sequence
 
 
@@ -152,7 +169,8 @@ _BUILDERS = {
     "private_known": _private_known, "private_unknown": _private_unknown,
     "repeaters": _repeaters, "sequences": _sequences, "private_deferred": _private_deferred,
     "overlay_data": _overlay_data, "signed_pixels": _signed_pixels,
-    "ambiguous_in_item": _ambiguous_in_item, "lut_descriptor": _lut_descriptor,
+    "ambiguous_in_items": _ambiguous_in_items,
+    "pixel_rep_empty_in_item": _pixel_rep_empty_in_item, "lut_descriptor": _lut_descriptor,
     "unknown_public": _unknown_public,
     "creator_multivalue": _creator_multivalue, "creator_latin1": _creator_latin1,
 }

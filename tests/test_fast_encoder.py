@@ -115,3 +115,8 @@ def test_implicit_vr_private_elements_and_sequences_are_encoded_from_their_bytes
     overlay = _encode(by_name["implicit_overlay_data.dcm"], fast=True)[0]
     assert b'"00280106":{"vr":"US","Value":[0]}' in overlay
     assert b'"60003000":{"vr":"OW","InlineBinary"' in overlay
+    items = orjson.loads(_encode(by_name["implicit_ambiguous_in_items.dcm"], fast=True)[0])
+    mapping, own = items["00409096"]["Value"]  # Pixel Representation 1 above, 0 in `own`
+    assert mapping["00409211"] == {"vr": "SS", "Value": [-100]}
+    assert mapping["00082112"]["Value"][0]["00280106"] == {"vr": "SS", "Value": [-5]}
+    assert own["00280106"] == {"vr": "US", "Value": [40000]}

@@ -103,8 +103,8 @@ def test_implicit_vr_files_take_the_plain_path_unless_they_need_pydicom(
     """Private elements (known and unknown creators, none), repeater groups, US or SS
     beside Pixel Representation, overlay data and defined-length sequences of implicit
     VR files are converted without pydicom, as the general path converts them; US or SS
-    in an item (pydicom decides from the data set above), a LUT descriptor, an unknown
-    public tag or a creator value out of the plain case still go the general way."""
+    beside an empty Pixel Representation, a LUT descriptor, an unknown public tag or a
+    creator value out of the plain case still go the general way."""
     staging = StagingArea.at(tmp_path / "staging")
     for name in implicit_corpus.PLAIN + implicit_corpus.GENERAL:
         plain_one, general = _converters(**({"deduplicate": True} if name == "sequences"
@@ -276,7 +276,7 @@ def test_a_conversion_of_implicit_vr_files_imports_no_pydicom_in_any_process(
     # (every distribution's entry points are read for the plugins: metadata, not pydicom)
     assert {Path(path) for path in read if Path(path).is_relative_to(folder)} == \
         {c if c.exists() else t for c, t in zip(sorted(compiled), sorted(tables))}
-    modules, read = run(implicit["ambiguous_in_item"], "out2")
+    modules, read = run(implicit["lut_descriptor"], "out2")
     assert "pydicom" in modules and any("__init__" in path for path in read)
 
 
@@ -296,12 +296,11 @@ print("pydicom" in sys.modules)
 def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_need_it(
         tmp_path: Path, generated: dict[str, Path], implicit: dict[str, Path]) -> None:
     """Forked workers share what the parent imported: for a batch whose first file needs
-    pydicom (an ambiguous VR pydicom decides from a parent data set, a UN element:
-    pydicom's decoding)
+    pydicom (a LUT descriptor's US or SS, a UN element: pydicom's decoding)
     the parent imports it once, before the workers start; for plain files, implicit VR
     ones too (the dictionary is read without pydicom), nobody does."""
     syn.ct_series(tmp_path / "ct", 3, rows=16, columns=16)
-    implicit_ct, ambiguous = generated["implicit"], implicit["ambiguous_in_item"]
+    implicit_ct, ambiguous = generated["implicit"], implicit["lut_descriptor"]
 
     def parent_imported(source: Path, out: str) -> bool:
         done = subprocess.run([sys.executable, "-c", _PARENT_RUN, str(source),
@@ -326,7 +325,7 @@ def test_the_parents_trial_reads_no_large_first_file(tmp_path: Path,
     from dcmweb_static.run import instance
 
     options, pm = ConvertOptions(output="unused"), get_plugin_manager()
-    ambiguous = implicit["ambiguous_in_item"]  # an implicit VR file that needs pydicom
+    ambiguous = implicit["lut_descriptor"]  # an implicit VR file that needs pydicom
     assert instance.workers_need_pydicom(options, pm, str(ambiguous))
     assert not instance.workers_need_pydicom(options, pm, str(implicit["private_known"]))
     big = tmp_path / "big.dcm"

@@ -99,26 +99,65 @@ _CREATOR_BYTES = re.compile(rb"[\x20-\x5B\x5D-\x7E\x00]{0,64}")
 _ASCII_CODECS = frozenset(PYTHON_ENCODINGS.values()) | {DEFAULT_ENCODING}
 
 
-def _undecided_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
+#: `JsonEncoder._pixel_rep` where only pydicom can tell what an item inherits
+UNDECIDED = -1
+_PIXEL_DATA = 0x7FE00010
+
+
+def _undecided_vr(tag: int, elements: dict, encodings: list[str],
+                  inherited: int | None) -> str | None:
     """The VR pydicom gives implicit VR element `tag` of the data set `elements` where
     the dictionary has no single one, when it converts it: a private element's
-    (`_private_vr`); "US or SS" by the same data set's Pixel Representation (pydicom's
-    `correct_ambiguous_vr_element` looks in the element's own data set first), "OB or OW"
-    as OW where pydicom does not decide by other elements; None: pydicom decides (no
-    Pixel Representation beside the element, an unknown tag, another ambiguity)."""
+    (`_private_vr`); "US or SS" as pydicom's `correct_ambiguous_vr_element` decides it
+    (`_pixel_representation`), "OB or OW" as OW where pydicom does not decide by other
+    elements; None: pydicom decides (an unknown tag, another ambiguity)."""
     if (tag >> 16) & 1:
         return _private_vr(tag, elements, encodings)
     vr = dictionary.public_vr(tag)
     if vr == "US or SS" and tag in dictionary.US_OR_SS_BY_PIXEL_REPRESENTATION:
-        representation = elements.get(dictionary.PIXEL_REPRESENTATION)
-        if not isinstance(representation, tuple) or representation.VR not in (None, "US") \
-                or representation.length != 2 or representation.value is None \
-                or len(representation.value) != 2:
+        representation = _pixel_representation(elements, inherited)
+        if representation is None:
             return None
-        return "US" if representation.value == b"\0\0" else "SS"
+        return "US" if representation == 0 else "SS"
     if vr == "OB or OW" and tag not in dictionary.OB_OR_OW_BY_CONTEXT:
         return "OW"
     return None
+
+
+def _own_pixel_rep(elements: dict) -> int | None:
+    """The data set's own Pixel Representation, one raw US value; UNDECIDED for one
+    pydicom must convert (empty, converted already, several values); None for none."""
+    raw = elements.get(dictionary.PIXEL_REPRESENTATION)
+    if raw is None:
+        return None
+    if not isinstance(raw, tuple) or raw.VR not in (None, "US") or raw.length != 2 \
+            or raw.value is None or len(raw.value) != 2:
+        return UNDECIDED
+    return int.from_bytes(raw.value, "little")
+
+
+def _pixel_representation(elements: dict, inherited: int | None) -> int | None:
+    """The Pixel Representation pydicom decides a US or SS element of the data set by:
+    the data set's own, else the one propagated into it from the data sets around it,
+    else 0 when the data set holds no Pixel Data (pydicom fails for one that does);
+    None where pydicom must decide."""
+    own = _own_pixel_rep(elements)
+    if own is not None:
+        return None if own == UNDECIDED else own
+    if inherited is not None:
+        return None if inherited == UNDECIDED else inherited
+    return None if _PIXEL_DATA in elements else 0
+
+
+def _items_pixel_rep(elements: dict, inherited: int | None) -> int | None:
+    """What the items of a sequence of the data set `elements` inherit, as pydicom's
+    `Dataset._set_pixel_representation` propagates it: the data set's own Pixel
+    Representation, else what it inherited itself; only 0 and 1 are propagated here
+    (pydicom's reading of other raw values differs by level: UNDECIDED)."""
+    own = _own_pixel_rep(elements)
+    if own is None:
+        return inherited
+    return own if own in (0, 1) else UNDECIDED
 
 
 def _private_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
@@ -177,6 +216,10 @@ class JsonEncoder:
         #: one line per value written differently from the file's text (for the report)
         self.warnings: list[str] = []
         self._depth = 0  # sequences open around the element being encoded
+        #: the Pixel Representation the data set being encoded inherits from the data
+        #: sets around it, as pydicom propagates it into items (`Dataset._pixel_rep`):
+        #: None for none, UNDECIDED where only pydicom can tell
+        self._pixel_rep: int | None = None
 
     def _fast_element(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
                       encodings: list[str], elements: dict) -> dict[str, Any] | None:
@@ -187,7 +230,7 @@ class JsonEncoder:
         if not vr:
             vr = rawvalues.dictionary_vr(tag)
             if vr is None:
-                vr = _undecided_vr(tag, elements, encodings)
+                vr = _undecided_vr(tag, elements, encodings, self._pixel_rep)
                 if vr is None:
                     return None
         value = raw.value or b""
@@ -206,7 +249,7 @@ class JsonEncoder:
                 return None
             return {"vr": vr, "Value": values} if values else {"vr": vr}
         if vr == "SQ":
-            return self._fast_sequence(raw, path + key, encodings)
+            return self._fast_sequence(raw, path + key, encodings, elements)
         if vr == "UN" and raw.VR:
             return None  # pydicom gives an explicit UN its dictionary VR
         if vr in BINARY_VRS:
@@ -234,6 +277,17 @@ class JsonEncoder:
                 inherited: list[str] | None = None) -> dict[str, Any]:
         """`inherited`: the enclosing dataset's character set, for items without their own.
         A `PlainDataset` raises NotPlain at the first element the fast path cannot take."""
+        saved = self._pixel_rep
+        # a pydicom item carries the Pixel Representation pydicom propagated into it
+        self._pixel_rep = None if isinstance(ds, PlainDataset) \
+            else getattr(ds, "_pixel_rep", None)
+        try:
+            return self._dataset(ds, path, inherited)
+        finally:
+            self._pixel_rep = saved
+
+    def _dataset(self, ds: Dataset | PlainDataset, path: str,
+                 inherited: list[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if inherited is None or 0x00080005 in ds._dict:
             encodings = _encodings(ds)
@@ -279,7 +333,7 @@ class JsonEncoder:
             if length:  # deferred: `element` writes it under `_resolved_vr`'s VR
                 vr = _resolved_vr(None, tag)
             else:  # converted: the VR pydicom's conversion gives
-                vr = _undecided_vr(tag, elements, encodings)
+                vr = _undecided_vr(tag, elements, encodings, self._pixel_rep)
                 return None if vr is None else {"vr": vr}
         if vr is None or vr == "UN" and raw.VR:  # pydicom gives an explicit UN its
             return None  # dictionary VR
@@ -290,7 +344,7 @@ class JsonEncoder:
         return None
 
     def _fast_sequence(self, raw: RawDataElement | PlainElement, name: str,
-                       encodings: list[str]) -> dict[str, Any] | None:
+                       encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """A defined-length sequence encoded from its bytes, without pydicom building a
         Dataset per item (a fifth of the encoding time of a typical CT header). Only
         little endian items (explicit or implicit VR, as the sequence is: pydicom reads
@@ -298,11 +352,14 @@ class JsonEncoder:
         fast path; anything else (None) takes pydicom's path, which gives the same output."""
         if not raw.is_little_endian:
             return None
+        saved = self._pixel_rep
+        self._pixel_rep = _items_pixel_rep(elements, saved)
         self._enter(name)
         try:
             return self._fast_items(raw.value, name, encodings, raw.is_implicit_VR)
         finally:
             self._depth -= 1
+            self._pixel_rep = saved
 
     def _enter(self, name: str) -> None:
         """Open one more sequence level, refusing files nested past the limit (jsonio)."""

@@ -22,7 +22,7 @@ from .corpus import _dcmtk
 
 #: files the plain path converts without pydicom
 PLAIN = ("private_known", "private_unknown", "repeaters", "sequences", "private_deferred",
-         "overlay_data", "signed_pixels", "ambiguous_in_items")
+         "overlay_data", "signed_pixels", "ambiguous_in_items", "no_pixel_rep")
 #: files it starts again the general way
 GENERAL = ("lut_descriptor", "pixel_rep_empty_in_item", "unknown_public",
            "creator_multivalue", "creator_latin1")
@@ -139,6 +139,16 @@ def _ambiguous_in_items(ds: Dataset) -> None:
     ds.add_new(0x00409096, "SQ", Sequence([mapping, own]))  # Real World Value Mapping
 
 
+def _no_pixel_rep(ds: Dataset) -> None:
+    """No Pixel Representation anywhere: pydicom reads US or SS as US (the data set it
+    converts holds no Pixel Data: the top level's is read apart)."""
+    del ds.PixelRepresentation
+    ds.add_new(0x00280106, "US", 7)
+    item = Dataset()
+    item.add_new(0x00409211, "US", 9)
+    ds.add_new(0x00409096, "SQ", Sequence([item]))
+
+
 def _pixel_rep_empty_in_item(ds: Dataset) -> None:
     item = Dataset()
     item.add_new(0x00280103, "US", None)  # empty: pydicom decides
@@ -169,7 +179,7 @@ _BUILDERS = {
     "private_known": _private_known, "private_unknown": _private_unknown,
     "repeaters": _repeaters, "sequences": _sequences, "private_deferred": _private_deferred,
     "overlay_data": _overlay_data, "signed_pixels": _signed_pixels,
-    "ambiguous_in_items": _ambiguous_in_items,
+    "ambiguous_in_items": _ambiguous_in_items, "no_pixel_rep": _no_pixel_rep,
     "pixel_rep_empty_in_item": _pixel_rep_empty_in_item, "lut_descriptor": _lut_descriptor,
     "unknown_public": _unknown_public,
     "creator_multivalue": _creator_multivalue, "creator_latin1": _creator_latin1,

@@ -27,7 +27,7 @@ from dcmweb_static.run.options import ConvertOptions
 from dcmweb_static.run.source import Source
 from dcmweb_static.store import StagingArea
 
-from . import corpus
+from . import corpus, implicit_corpus
 from .conftest import PYDICOM_DATA, pydicom_corpus
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -64,10 +64,18 @@ def generated(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, generated: dict[str, Path]) -> list[Path]:
+def implicit(tmp_path_factory) -> dict[str, Path]:
+    """Implicit VR files with private elements, repeater groups, sequences (tests/
+    implicit_corpus.py), built once for the module."""
+    return implicit_corpus.build(tmp_path_factory.mktemp("implicit"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, generated: dict[str, Path], implicit: dict[str, Path]) -> list[Path]:
     wide = syn.save(syn.wide_ct_header(syn.uid(900), 256), tmp_path_factory.mktemp("w") / "w.dcm")
     samples = sorted(p for p in SAMPLES.rglob("*.dcm"))
-    return pydicom_corpus() + list(generated.values()) + [wide] + samples
+    return pydicom_corpus() + list(generated.values()) + list(implicit.values()) + [wide] \
+        + samples
 
 
 @pytest.mark.parametrize("options", [{}, {"deduplicate": True, "gzip": False},
@@ -88,6 +96,25 @@ def test_the_plain_path_publishes_what_the_general_path_publishes(
     # values...) are started again the general way, and the test covers both
     assert counts["plain"] > 150 and counts["general"] > 5, counts
     assert general.plain_counts["plain"] == 0
+
+
+def test_implicit_vr_files_take_the_plain_path_unless_they_need_pydicom(
+        implicit: dict[str, Path], tmp_path: Path) -> None:
+    """Private elements (known and unknown creators, none), repeater groups, US or SS
+    beside Pixel Representation, overlay data and defined-length sequences of implicit
+    VR files are converted without pydicom, as the general path converts them; US or SS
+    beside an empty Pixel Representation, a LUT descriptor, an unknown public tag or a
+    creator value out of the plain case still go the general way."""
+    staging = StagingArea.at(tmp_path / "staging")
+    for name in implicit_corpus.PLAIN + implicit_corpus.GENERAL:
+        plain_one, general = _converters(**({"deduplicate": True} if name == "sequences"
+                                            else {}))
+        outcome = _outcome(plain_one, implicit[name], staging)
+        assert outcome == _outcome(general, implicit[name], staging), name
+        assert outcome[0][0] == "converted", (name, outcome[0])
+        expected = {"plain": 1, "general": 0} if name in implicit_corpus.PLAIN \
+            else {"plain": 0, "general": 1}
+        assert plain_one.plain_counts == expected, name
 
 
 def test_a_plain_parse_holds_the_elements_pydicom_reads(files: list[Path]) -> None:
@@ -201,6 +228,58 @@ def test_a_conversion_of_plain_files_imports_no_pydicom_in_any_process(
     assert "pydicom" in imported(big_endian, "out2")
 
 
+_AUDITED = """
+import runpy, sys
+def opened(event, args):
+    if event == "open" and "pydicom" in str(args[0]):
+        sys.stderr.write(f"pydicom file read: {args[0]}\\n")
+sys.addaudithook(opened)  # forked workers keep it
+sys.argv = ["dcmweb", "convert", *sys.argv[1:], "-q", "-j", "2"]
+runpy.run_module("dcmweb_static.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_conversion_of_implicit_vr_files_imports_no_pydicom_in_any_process(
+        tmp_path: Path, implicit: dict[str, Path]) -> None:
+    """Implicit VR files with private elements, repeaters and sequences: no process
+    imports a pydicom module (`-X importtime`), and the only pydicom files any reads are
+    its two dictionary tables, byte-compiled (an audit hook on every file opened); a file
+    that needs pydicom brings it in (the checks can fail)."""
+    import importlib.util
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for name in implicit_corpus.PLAIN:
+        (batch / implicit[name].name).write_bytes(implicit[name].read_bytes())
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run(source: Path, out: str) -> tuple[set[str], set[str]]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", _AUDITED, str(source), "-d",
+             str(tmp_path / out)], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = done.stderr.splitlines()
+        modules = {line.rsplit("|", 1)[-1].strip() for line in lines
+                   if line.startswith("import time:")}
+        read = {line.split(": ", 1)[1] for line in lines
+                if line.startswith("pydicom file read: ")}
+        return modules, read
+
+    modules, read = run(batch, "out")
+    assert "dcmweb_static.p10.dictionary" in modules  # the report is read right
+    assert not {m for m in modules if m.split(".")[0] == "pydicom"}
+    spec = importlib.util.find_spec("pydicom")
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    tables = {folder / "_dicom_dict.py", folder / "_private_dict.py"}
+    compiled = {Path(importlib.util.cache_from_source(str(path))) for path in tables}
+    # (every distribution's entry points are read for the plugins: metadata, not pydicom)
+    assert {Path(path) for path in read if Path(path).is_relative_to(folder)} == \
+        {c if c.exists() else t for c, t in zip(sorted(compiled), sorted(tables))}
+    modules, read = run(implicit["lut_descriptor"], "out2")
+    assert "pydicom" in modules and any("__init__" in path for path in read)
+
+
 _PARENT_RUN = """
 import sys
 from pathlib import Path
@@ -215,12 +294,13 @@ print("pydicom" in sys.modules)
 
 
 def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_need_it(
-        tmp_path: Path, generated: dict[str, Path]) -> None:
+        tmp_path: Path, generated: dict[str, Path], implicit: dict[str, Path]) -> None:
     """Forked workers share what the parent imported: for a batch whose first file needs
-    pydicom (implicit VR: its dictionary; a UN element: pydicom's decoding) the parent
-    imports it once, before the workers start; for plain files nobody does."""
+    pydicom (a LUT descriptor's US or SS, a UN element: pydicom's decoding)
+    the parent imports it once, before the workers start; for plain files, implicit VR
+    ones too (the dictionary is read without pydicom), nobody does."""
     syn.ct_series(tmp_path / "ct", 3, rows=16, columns=16)
-    implicit = generated["implicit"]
+    implicit_ct, ambiguous = generated["implicit"], implicit["lut_descriptor"]
 
     def parent_imported(source: Path, out: str) -> bool:
         done = subprocess.run([sys.executable, "-c", _PARENT_RUN, str(source),
@@ -233,21 +313,23 @@ def test_the_parent_imports_pydicom_before_forking_only_when_the_workers_will_ne
     ds.add_new(0x00091010, "UN", b"\x01\x02\x03\x04")  # parsed plain, encoded by pydicom
     with_un = syn.save(ds, tmp_path / "un.dcm")
     assert not parent_imported(tmp_path / "ct", "plain")
-    assert parent_imported(implicit, "implicit")
+    assert not parent_imported(implicit_ct, "implicit")
+    assert parent_imported(ambiguous, "ambiguous")
     assert parent_imported(with_un, "un")
 
 
 def test_the_parents_trial_reads_no_large_first_file(tmp_path: Path,
-                                                     generated: dict[str, Path]) -> None:
+                                                     implicit: dict[str, Path]) -> None:
     """The parent judges the first input by encoding it: only a small one (TRIAL_BYTES,
     TRIAL_ELEMENTS), so a hostile first file cannot take the parent's memory."""
     from dcmweb_static.run import instance
 
     options, pm = ConvertOptions(output="unused"), get_plugin_manager()
-    implicit = generated["implicit"]
-    assert instance.workers_need_pydicom(options, pm, str(implicit))
+    ambiguous = implicit["lut_descriptor"]  # an implicit VR file that needs pydicom
+    assert instance.workers_need_pydicom(options, pm, str(ambiguous))
+    assert not instance.workers_need_pydicom(options, pm, str(implicit["private_known"]))
     big = tmp_path / "big.dcm"
-    big.write_bytes(implicit.read_bytes() + bytes(instance.TRIAL_BYTES))  # trailing bytes
+    big.write_bytes(ambiguous.read_bytes() + bytes(instance.TRIAL_BYTES))  # trailing bytes
     assert not instance.workers_need_pydicom(options, pm, str(big))
     many = syn.base_dataset(syn.uid(903), syn.uid(903, 1), syn.uid(903, 1, 1))
     for n in range(instance.TRIAL_ELEMENTS):

@@ -26,7 +26,7 @@ from dcmweb_static import synthetic as syn
 from dcmweb_static.p10 import raw_walk
 from dcmweb_static.p10.parse import _StopAtPixelData, parse_p10
 
-from . import corpus
+from . import corpus, implicit_corpus
 from .conftest import PYDICOM_DATA, pydicom_corpus
 
 DEFER = 131074
@@ -309,6 +309,53 @@ def test_implicit_vr() -> None:
                                 defer=defer)
     ds = raw_walk.walk_dataset(io.BytesIO(body), len(body), True, True, 64)
     assert ds._dict[BaseTag(0x00100010)].VR is None and ds.original_encoding == (True, True)
+
+
+def _items_walked(data: bytes | None, implicit: bool) -> list[dict] | None:
+    data = data or b""  # an empty implicit VR sequence's raw value is None
+    items, pos = [], 0
+    while pos < len(data):
+        _, _, length = struct.unpack_from("<HHL", data, pos)
+        elements = raw_walk.walk_item(data, pos + 8, length, implicit)
+        if elements is None:
+            return None
+        items.append(elements)
+        pos += 8 + length
+    return items
+
+
+def test_implicit_vr_items_are_walked_as_pydicom_reads_them(tmp_path: Path) -> None:
+    """The items of an implicit VR file's defined-length sequences (nested, empty,
+    private, with private blocks) walked into the raw elements pydicom's sequence reader
+    makes of them, field by field (the offset aside: pydicom counts from the file); the
+    same bytes read as explicit VR items are declined."""
+    path = implicit_corpus.build(tmp_path)["sequences"]
+    ds = pydicom.dcmread(path)
+    checked = 0
+
+    def compare(dataset: pydicom.Dataset) -> None:
+        nonlocal checked
+        for tag in list(dataset._dict):
+            raw = dataset._dict[tag]
+            if not isinstance(raw, RawDataElement) or raw.VR is not None \
+                    or dataset[tag].VR != "SQ":  # pydicom's VR (a private one by its creator)
+                continue
+            walked = _items_walked(raw.value, True)
+            assert walked is not None, tag
+            assert _items_walked(raw.value, False) in (None, []), tag
+            items = list(dataset[tag].value)
+            assert len(walked) == len(items), tag
+            for ours, item in zip(walked, items):
+                assert list(ours) == list(item._dict), tag
+                for number, element in ours.items():
+                    theirs = item._dict[number]
+                    assert tuple(element)[:4] + tuple(element)[5:] == \
+                        tuple(theirs)[:4] + tuple(theirs)[5:], (tag, number)
+                    checked += 1
+                compare(item)
+
+    compare(ds)
+    assert checked >= 11  # the elements of every item, nested ones included
 
 
 def test_headers_longer_than_one_read() -> None:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..errors import ConversionError, TruncatedError
+from ..p10 import dictionary
 from ..p10.datasets import character_set
 from ..p10.parse import UNDEFINED_LENGTH
-from ..p10.plain import NotPlain, PlainDataset
+from ..p10.plain import DEFAULT_ENCODING, PYTHON_ENCODINGS, NotPlain, PlainDataset
 from ..p10.raw_walk import PlainElement, walk_item
 from . import raw_values as rawvalues
 from .jsonio import MAX_SEQUENCE_DEPTH
@@ -78,17 +80,118 @@ def _skip(tag: int) -> bool:
 
 
 def _resolved_vr(vr: str | None, tag: int) -> str:
+    """The VR written for an element not converted by pydicom: its own, else the
+    dictionary's (UN for none), of an ambiguous one OW where allowed, else the first."""
     if not vr:
-        from pydicom.datadict import dictionary_VR
-
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
+        vr = dictionary.public_vr(tag)
+        if vr is None:
             return "UN"
     if " or " in vr:
         options = vr.split(" or ")
         return "OW" if "OW" in options else options[0]
     return vr
+
+
+#: a private creator value taken here: printable ASCII but the backslash (one value), NUL
+#: padding, at most LO's 64 characters (pydicom warns of longer), in a character set in
+#: which those bytes are ASCII; any other value: pydicom looks it up
+_CREATOR_BYTES = re.compile(rb"[\x20-\x5B\x5D-\x7E\x00]{0,64}")
+_ASCII_CODECS = frozenset(PYTHON_ENCODINGS.values()) | {DEFAULT_ENCODING}
+
+
+#: `JsonEncoder._pixel_rep` where only pydicom can tell what an item inherits
+UNDECIDED = -1
+_PIXEL_DATA = 0x7FE00010
+
+
+def _undecided_vr(tag: int, elements: dict, encodings: list[str],
+                  inherited: int | None) -> str | None:
+    """The VR pydicom gives implicit VR element `tag` of the data set `elements` where
+    the dictionary has no single one, when it converts it: a private element's
+    (`_private_vr`); "US or SS" as pydicom's `correct_ambiguous_vr_element` decides it
+    (`_pixel_representation`), "OB or OW" as OW where pydicom does not decide by other
+    elements; None: pydicom decides (an unknown tag, another ambiguity)."""
+    if (tag >> 16) & 1:
+        return _private_vr(tag, elements, encodings)
+    vr = dictionary.public_vr(tag)
+    if vr == "US or SS" and tag in dictionary.US_OR_SS_BY_PIXEL_REPRESENTATION:
+        representation = _pixel_representation(elements, inherited)
+        if representation is None:
+            return None
+        return "US" if representation == 0 else "SS"
+    if vr == "OB or OW" and tag not in dictionary.OB_OR_OW_BY_CONTEXT:
+        return "OW"
+    return None
+
+
+def _own_pixel_rep(elements: dict) -> int | None:
+    """The data set's own Pixel Representation, one raw US value; UNDECIDED for one
+    pydicom must convert (empty, converted already, several values); None for none."""
+    raw = elements.get(dictionary.PIXEL_REPRESENTATION)
+    if raw is None:
+        return None
+    if not isinstance(raw, tuple) or raw.VR not in (None, "US") or raw.length != 2 \
+            or raw.value is None or len(raw.value) != 2:
+        return UNDECIDED
+    return int.from_bytes(raw.value, "little")
+
+
+def _pixel_representation(elements: dict, inherited: int | None) -> int | None:
+    """The Pixel Representation pydicom decides a US or SS element of the data set by:
+    the data set's own, else the one propagated into it from the data sets around it,
+    else 0 when the data set holds no Pixel Data (pydicom fails for one that does);
+    None where pydicom must decide."""
+    own = _own_pixel_rep(elements)
+    if own is not None:
+        return None if own == UNDECIDED else own
+    if inherited is not None:
+        return None if inherited == UNDECIDED else inherited
+    return None if _PIXEL_DATA in elements else 0
+
+
+def _items_pixel_rep(elements: dict, inherited: int | None) -> int | None:
+    """What the items of a sequence of the data set `elements` inherit, as pydicom's
+    `Dataset._set_pixel_representation` propagates it: the data set's own Pixel
+    Representation, else what it inherited itself; only 0 and 1 are propagated here
+    (pydicom's reading of other raw values differs by level: UNDECIDED)."""
+    own = _own_pixel_rep(elements)
+    if own is None:
+        return inherited
+    return own if own in (0, 1) else UNDECIDED
+
+
+def _private_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
+    """The VR pydicom gives private element `tag` of an implicit VR data set (`elements`)
+    when it converts it (`hooks.raw_element_vr`: a creator is LO, a known element of a
+    block the VR its creator's private dictionary gives, anything else UN); None where
+    pydicom decides: a creator element not read whole (or converted already), a creator
+    value out of the plain case, a VR that is no single VR (ambiguous, or an odd entry)."""
+    if not (tag >> 16) & 1:
+        return None  # public: the dictionary has no single VR for it
+    creator: str | None = ""
+    block = tag & 0xFF00
+    if block and not 0x0010 <= tag & 0xFFFF < 0x0100:  # in a block: find its creator
+        if block < 0x1000:
+            return None  # a "creator" at (gggg,0001-000F): pydicom converts what is there
+        raw = elements.get(dictionary.creator_tag(tag))
+        if raw is not None:
+            creator = _creator_text(raw, encodings)
+    vr = dictionary.implicit_vr(tag, creator)
+    return vr if vr in dictionary.VRS else None
+
+
+def _creator_text(raw: object, encodings: list[str]) -> str | None:
+    """A private creator element's value as pydicom converts it (LO: one value, trailing
+    NUL and space padding removed), or None where pydicom must convert it."""
+    if not isinstance(raw, tuple) or len(encodings) > 1 \
+            or encodings and encodings[0] not in _ASCII_CODECS:
+        return None
+    value = raw.value  # type: ignore[attr-defined]
+    if value is None:
+        return "" if raw.length == 0 else None  # type: ignore[attr-defined]
+    if raw.length != len(value) or not _CREATOR_BYTES.fullmatch(value):  # type: ignore[attr-defined]
+        return None
+    return value.decode("ascii").rstrip("\0 ")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -113,16 +216,23 @@ class JsonEncoder:
         #: one line per value written differently from the file's text (for the report)
         self.warnings: list[str] = []
         self._depth = 0  # sequences open around the element being encoded
+        #: the Pixel Representation the data set being encoded inherits from the data
+        #: sets around it, as pydicom propagates it into items (`Dataset._pixel_rep`):
+        #: None for none, UNDECIDED where only pydicom can tell
+        self._pixel_rep: int | None = None
 
     def _fast_element(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
-                      encodings: list[str]) -> dict[str, Any] | None:
+                      encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """The element straight from its raw bytes (see rawvalues); None: use pydicom.
-        The hot path of a conversion: kept flat, with the common cases first."""
+        The hot path of a conversion: kept flat, with the common cases first. `elements`:
+        the data set's, where an implicit VR private element's creator is looked up."""
         vr = raw.VR
         if not vr:
             vr = rawvalues.dictionary_vr(tag)
             if vr is None:
-                return None
+                vr = _undecided_vr(tag, elements, encodings, self._pixel_rep)
+                if vr is None:
+                    return None
         value = raw.value or b""
         size = len(value)
         limit = self._limits[(tag >> 16) & 1]
@@ -138,8 +248,10 @@ class JsonEncoder:
             if values is None:
                 return None
             return {"vr": vr, "Value": values} if values else {"vr": vr}
-        if vr == "SQ" or vr == "UN":
-            return None
+        if vr == "SQ":
+            return self._fast_sequence(raw, path + key, encodings, elements)
+        if vr == "UN" and raw.VR:
+            return None  # pydicom gives an explicit UN its dictionary VR
         if vr in BINARY_VRS:
             if not size:
                 return {"vr": vr}
@@ -165,6 +277,17 @@ class JsonEncoder:
                 inherited: list[str] | None = None) -> dict[str, Any]:
         """`inherited`: the enclosing dataset's character set, for items without their own.
         A `PlainDataset` raises NotPlain at the first element the fast path cannot take."""
+        saved = self._pixel_rep
+        # a pydicom item carries the Pixel Representation pydicom propagated into it
+        self._pixel_rep = None if isinstance(ds, PlainDataset) \
+            else getattr(ds, "_pixel_rep", None)
+        try:
+            return self._dataset(ds, path, inherited)
+        finally:
+            self._pixel_rep = saved
+
+    def _dataset(self, ds: Dataset | PlainDataset, path: str,
+                 inherited: list[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if inherited is None or 0x00080005 in ds._dict:
             encodings = _encodings(ds)
@@ -180,7 +303,7 @@ class JsonEncoder:
             key = f"{tag:08X}"
             raw = elements[tag]
             if fast and isinstance(raw, tuple):  # raw: a tuple; converted: a DataElement
-                element = fast_raw(tag, raw, path, key, encodings)
+                element = fast_raw(tag, raw, path, key, encodings, elements)
                 if element is not None:
                     out[key] = element
                     continue
@@ -188,29 +311,32 @@ class JsonEncoder:
         return out
 
     def _fast_raw(self, tag: int, raw: RawDataElement | PlainElement, path: str, key: str,
-                  encodings: list[str]) -> dict[str, Any] | None:
+                  encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """An element as read (not converted), from its bytes or, read without a value,
         by `_fast_unread`; None: `element` decides (a value cut short among others)."""
         value = raw.value
         if value is None:
-            return self._fast_unread(tag, raw, path + key)
+            return self._fast_unread(tag, raw, path + key, encodings, elements)
         if raw.length != len(value):
             return None
-        element = self._fast_element(tag, raw, path, key, encodings)
-        if element is None and raw.VR == "SQ":
-            element = self._fast_sequence(raw, path + key, encodings)
-        return element
+        return self._fast_element(tag, raw, path, key, encodings, elements)
 
-    def _fast_unread(self, tag: int, raw: RawDataElement | PlainElement,
-                     name: str) -> dict[str, Any] | None:
+    def _fast_unread(self, tag: int, raw: RawDataElement | PlainElement, name: str,
+                     encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """An element read without a value: empty (pydicom's raw value of an empty number
         or binary element is None) or deferred; as `element` writes them, without
         converting the element; None: `element` decides (an ambiguous VR, a deferred
         value that is no bulk data)."""
         vr = raw.VR or rawvalues.dictionary_vr(tag)
-        if vr is None or vr == "UN":  # pydicom gives an explicit UN its dictionary VR
-            return None
         length = raw.length
+        if vr is None and not raw.VR:  # implicit VR: private, ambiguous or unknown
+            if length:  # deferred: `element` writes it under `_resolved_vr`'s VR
+                vr = _resolved_vr(None, tag)
+            else:  # converted: the VR pydicom's conversion gives
+                vr = _undecided_vr(tag, elements, encodings, self._pixel_rep)
+                return None if vr is None else {"vr": vr}
+        if vr is None or vr == "UN" and raw.VR:  # pydicom gives an explicit UN its
+            return None  # dictionary VR
         if length == 0:
             return {"vr": vr}
         if length != UNDEFINED_LENGTH and vr in BULK_VRS and self.thresholds.exceeded(tag, length):
@@ -218,18 +344,22 @@ class JsonEncoder:
         return None
 
     def _fast_sequence(self, raw: RawDataElement | PlainElement, name: str,
-                       encodings: list[str]) -> dict[str, Any] | None:
+                       encodings: list[str], elements: dict) -> dict[str, Any] | None:
         """A defined-length sequence encoded from its bytes, without pydicom building a
         Dataset per item (a fifth of the encoding time of a typical CT header). Only
-        explicit VR little endian items whose every element takes the fast path; anything
-        else (None) takes pydicom's path, which gives the same output."""
-        if raw.is_implicit_VR or not raw.is_little_endian:
+        little endian items (explicit or implicit VR, as the sequence is: pydicom reads
+        the items of an implicit VR sequence as implicit) whose every element takes the
+        fast path; anything else (None) takes pydicom's path, which gives the same output."""
+        if not raw.is_little_endian:
             return None
+        saved = self._pixel_rep
+        self._pixel_rep = _items_pixel_rep(elements, saved)
         self._enter(name)
         try:
-            return self._fast_items(raw.value, name, encodings)
+            return self._fast_items(raw.value, name, encodings, raw.is_implicit_VR)
         finally:
             self._depth -= 1
+            self._pixel_rep = saved
 
     def _enter(self, name: str) -> None:
         """Open one more sequence level, refusing files nested past the limit (jsonio)."""
@@ -238,8 +368,8 @@ class JsonEncoder:
             raise ConversionError(f"sequence ({name[:4]},{name[4:8]}) holds sequences nested "
                                   f"more than {MAX_SEQUENCE_DEPTH} levels deep")
 
-    def _fast_items(self, data: bytes, name: str,
-                    encodings: list[str]) -> dict[str, Any] | None:
+    def _fast_items(self, data: bytes, name: str, encodings: list[str],
+                    implicit: bool) -> dict[str, Any] | None:
         """The items of a defined-length sequence value, each of defined length, walked
         by `raw_walk.walk_item`; None for anything else (an undefined-length item, a
         delimiter, a malformed item): pydicom's path decides."""
@@ -253,7 +383,7 @@ class JsonEncoder:
             if group != 0xFFFE or element != 0xE000 or length == UNDEFINED_LENGTH \
                     or start + length > size:
                 return None
-            elements = walk_item(data, start, length)
+            elements = walk_item(data, start, length, implicit)
             if elements is None:
                 return None
             item = self._fast_item(elements, f"{name}.{len(items)}.", encodings)
@@ -272,7 +402,7 @@ class JsonEncoder:
             if _skip(tag):
                 continue
             key = f"{tag:08X}"
-            element = self._fast_raw(tag, elements[tag], path, key, encodings)
+            element = self._fast_raw(tag, elements[tag], path, key, encodings, elements)
             if element is None:
                 return None
             out[key] = element

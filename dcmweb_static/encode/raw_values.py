@@ -16,6 +16,8 @@ import struct
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from ..p10 import dictionary
+
 NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
                 "SV": "q", "UV": "Q"}
 _SIZES = {vr: struct.calcsize("<" + code) for vr, code in NUMBER_CODES.items()}  # standard sizes
@@ -36,17 +38,13 @@ class InvalidNumber(ValueError):
 
 @lru_cache(maxsize=4096)
 def dictionary_vr(tag: int) -> str | None:
-    """The dictionary VR of a public tag, or None where pydicom must decide."""
+    """The dictionary VR of a public tag (p10/dictionary.py: pydicom's table, without
+    importing pydicom), or None where pydicom must decide: a private tag (its VR depends
+    on the private creator: `private_vr`), an unknown tag, an ambiguous VR."""
     if (tag >> 16) & 1:
-        return None  # private: the VR depends on the private creator
-    from pydicom.datadict import dictionary_VR  # implicit VR files only: a plain explicit
-    # VR file never needs the dictionary (nor pydicom)
-
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:
         return None
-    return None if " or " in vr else vr
+    vr = dictionary.public_vr(tag)
+    return vr if vr in dictionary.VRS else None
 
 
 def _text(value: bytes, encodings: list[str]) -> str:

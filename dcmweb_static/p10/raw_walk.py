@@ -127,19 +127,22 @@ def walk_plain(stream: BinaryIO, size: int, implicit: bool, defer_size: int | No
     return _attempt(stream, read)
 
 
-def walk_item(data: bytes, start: int, length: int) -> dict[int, PlainElement] | None:
-    """The elements of one defined-length explicit VR little endian item whose value is
-    `data[start:start + length]` (values read whole), or None when the walk declines it
-    (an undefined length inside, an implicit VR item, a delimiter, a value past its end):
-    the caller reads the sequence another way."""
+def walk_item(data: bytes, start: int, length: int,
+              implicit: bool = False) -> dict[int, PlainElement] | None:
+    """The elements of one defined-length little endian item whose value is
+    `data[start:start + length]` (values read whole), explicit VR or, in an implicit VR
+    sequence, implicit VR (pydicom reads such items as implicit whatever they hold), or
+    None when the walk declines it (an undefined length inside, an item of the other
+    encoding, a delimiter, a value past its end): the caller reads the sequence another
+    way."""
     if length == 0:
         return {}
-    if data[start + 4:start + 6] not in _VRS:
+    if not implicit and data[start + 4:start + 6] not in _VRS:
         return None  # an implicit VR item inside an explicit VR file
     stream = io.BytesIO(data)
     stream.seek(start)  # the walk reads on from where the stream is
     try:
-        elements, stop, _ = _walk(stream, start, start + length, False, None, plain=True,
+        elements, stop, _ = _walk(stream, start, start + length, implicit, None, plain=True,
                                   item=True)
     except (_Declined, struct.error):
         return None

@@ -114,9 +114,11 @@ def workers_need_pydicom(options: ConvertOptions, plugin_manager: pluggy.PluginM
     """Whether the workers of a run will import pydicom, judged from the options and the
     first input (a batch is mostly files like its first): its metadata is encoded here
     the plain way, nothing written; True when the file is not plain or its encoding
-    needs pydicom (NotPlain: a UN element, say). An implicit VR file's dictionary lookups
-    import pydicom during that encoding. Either way the parent has it before the workers
-    fork and they share it: each worker importing it itself would cost 0.2–0.35 CPU-s.
+    needs pydicom (NotPlain: an explicit UN element, an ambiguous VR in an implicit VR
+    file, say; an implicit VR file's dictionary lookups need no pydicom: p10/dictionary.py).
+    Then the parent imports it before the workers fork and they share it: each worker
+    importing it itself would cost 0.2–0.35 CPU-s. The trial loads the dictionary tables
+    the first file needs (p10/dictionary.py), so the workers share those too.
     Never raises (the worker reports what is wrong with the file); a first file over
     TRIAL_BYTES or TRIAL_ELEMENTS is not judged (the parent's memory stays bounded
     whatever the file holds)."""

@@ -103,7 +103,7 @@ def test_parent_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) ->
     # per file kept in memory, this would be 240 x (path + SOP UID + checksum + record)
     # = about 240 kB more. What does grow is per study (ten files each here): the sets of
     # the studies touched and settled, 24 more UIDs and a resize or two of each (measured
-    # 24-55 kB, the same before and after the plain path; 900 files: +130 kB)
+    # 24-55 kB, the same on the previous landing; 900 files: +130 kB)
     print(f"parent peak: 60 files {few} B, 300 files {many} B")
     assert many - few < 96 * 1024, f"{(many - few) / 240:.0f} bytes more per extra file"
 

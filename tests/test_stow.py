@@ -428,10 +428,12 @@ def test_a_large_upload_streams_and_readers_never_see_half_an_instance(tmp_path:
         seen: set[str] = set()
         problems: list[str] = []
         done = threading.Event()
+        sweeps = [0]  # the reader's passes over the instances so far
 
         def read_while_writing() -> None:
             with httpx.Client(base_url=url) as client:
                 while not done.is_set():
+                    sweeps[0] += 1
                     for sop in sops:
                         instance = f"/studies/{study}/series/{series}/instances/{sop}"
                         if client.get(instance + "/metadata").status_code != 200:
@@ -448,12 +450,22 @@ def test_a_large_upload_streams_and_readers_never_see_half_an_instance(tmp_path:
                                           "/frames/1").status_code != 200:
                                 problems.append(f"{sop}: in the series metadata, no frame")
 
+        def paced(parts: Iterator[bytes]) -> Iterator[bytes]:
+            """Every 40 parts the upload waits for a whole pass of the reader, so it
+            reads while instances arrive however the threads are scheduled."""
+            for number, part in enumerate(parts, 1):
+                yield part
+                if number % 40 == 0:
+                    started, deadline = sweeps[0], time.monotonic() + 30
+                    while sweeps[0] < started + 2 and time.monotonic() < deadline:
+                        time.sleep(0.01)
+
         reader = threading.Thread(target=read_while_writing)
         reader.start()
         try:
             response = httpx.post(f"{url}/studies", timeout=300,
                                   content=(chunk for chunk in message(
-                                      data for _, data in large_series(count))),
+                                      paced(data for _, data in large_series(count)))),
                                   headers={"Content-Type": CONTENT_TYPE})
             seen_while_posting = len(seen)
         finally:

@@ -166,8 +166,6 @@ def _private_vr(tag: int, elements: dict, encodings: list[str]) -> str | None:
     block the VR its creator's private dictionary gives, anything else UN); None where
     pydicom decides: a creator element not read whole (or converted already), a creator
     value out of the plain case, a VR that is no single VR (ambiguous, or an odd entry)."""
-    if not (tag >> 16) & 1:
-        return None  # public: the dictionary has no single VR for it
     creator: str | None = ""
     block = tag & 0xFF00
     if block and not 0x0010 <= tag & 0xFFFF < 0x0100:  # in a block: find its creator
@@ -329,14 +327,13 @@ class JsonEncoder:
         value that is no bulk data)."""
         vr = raw.VR or rawvalues.dictionary_vr(tag)
         length = raw.length
-        if vr is None and not raw.VR:  # implicit VR: private, ambiguous or unknown
-            if length:  # deferred: `element` writes it under `_resolved_vr`'s VR
-                vr = _resolved_vr(None, tag)
-            else:  # converted: the VR pydicom's conversion gives
+        if vr is None:  # implicit VR: private, ambiguous or unknown
+            if not length:  # converted: the VR pydicom's conversion gives
                 vr = _undecided_vr(tag, elements, encodings, self._pixel_rep)
                 return None if vr is None else {"vr": vr}
-        if vr is None or vr == "UN" and raw.VR:  # pydicom gives an explicit UN its
-            return None  # dictionary VR
+            vr = _resolved_vr(None, tag)  # deferred: `element` writes it under this VR
+        elif vr == "UN" and raw.VR:  # pydicom gives an explicit UN its dictionary VR
+            return None
         if length == 0:
             return {"vr": vr}
         if length != UNDEFINED_LENGTH and vr in BULK_VRS and self.thresholds.exceeded(tag, length):
